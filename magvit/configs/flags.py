@@ -1,0 +1,58 @@
+"""`--config=NAME` and `--config.key=value` on the command line.
+
+ml_collections' `config_flags.DEFINE_config_file` loads a config file (`path.py:ARG`) and applies
+`--config.a.b=value` overrides with type checking. `--config=NAME` with a setting name (see
+`magvit.configs.NAMES`) is rewritten to `settings.py:NAME`, so both spellings work.
+"""
+import os
+
+from absl import flags
+from ml_collections import config_flags
+
+from magvit.configs.settings import NAMES
+
+SETTINGS_FILE = os.path.join(os.path.dirname(__file__), "settings.py")
+
+
+def define_config_flag(default: str = "tiny", name: str = "config"):
+    """Defines --config (a setting name or config file) with --config.key=value overrides."""
+    return config_flags.DEFINE_config_file(
+        name, default=config_path(default),
+        help_string=f"A setting name ({', '.join(NAMES)}) or a config file `path.py[:arg]`; "
+                    f"override any field with --{name}.key=value.",
+        lock_config=True)
+
+
+def config_path(value: str) -> str:
+    """Maps a setting name to the settings file; leaves file paths as they are."""
+    if value in NAMES:
+        return f"{SETTINGS_FILE}:{value}"
+    return value
+
+
+def normalize_argv(argv: list[str], name: str = "config") -> list[str]:
+    """Rewrites `--config=NAME` / `--config NAME` in argv to the settings-file form."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith(f"--{name}="):
+            out.append(f"--{name}={config_path(arg.split('=', 1)[1])}")
+        elif arg == f"--{name}" and i + 1 < len(argv):
+            out.extend([arg, config_path(argv[i + 1])])
+            i += 1
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def parse_config(argv: list[str], name: str = "config"):
+    """Parses a config from an argv list alone (for tests and library callers)."""
+    argv = ["prog"] + normalize_argv(argv, name)
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file(name, default=config_path("tiny"),
+                                    flag_values=flag_values, lock_config=True)
+    # ml_collections reads the --config.key overrides from sys.argv unless given an argv.
+    flag_values[name]._sys_argv = argv  # pylint: disable=protected-access
+    flag_values(argv)
+    return flag_values[name].value

@@ -1,0 +1,71 @@
+"""The `tokenizer` section: MAGVIT's 3D-VQ (official configs, shared/research/magvit_spec.md)."""
+import ml_collections
+
+_SIZES = {"B": 64, "L": 128, "tiny": 16}
+
+
+def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_collections.ConfigDict:
+    if size not in _SIZES:
+        raise ValueError(f"unknown tokenizer size {size!r}; expected one of {', '.join(_SIZES)}")
+    tiny = size == "tiny"
+    # 128x128 -> 16x16 takes three 2x spatial downsamplings (four levels); 64x64 -> 16x16 two.
+    if tiny:
+        multipliers = (1, 2, 4)
+    else:
+        multipliers = (1, 2, 2, 4) if resolution >= 128 else (1, 2, 4)
+    disc_multipliers = (2, 4, 4, 4, 4) if resolution >= 128 else (2, 4, 4, 4)
+    if tiny:
+        disc_multipliers = (2, 4, 4)
+    return ml_collections.ConfigDict(dict(
+        model=dict(
+            filters=_SIZES[size],
+            channel_multipliers=multipliers,
+            num_res_blocks=2,
+            # temporal downsampling at the first two downsampling stages only: 16 -> 4 frames
+            temporal_downsample=tuple(i < 2 for i in range(len(multipliers) - 1)),
+            num_groups=8 if tiny else 32,
+            embedding_dim=16 if tiny else 256,
+            codebook_size=64 if tiny else 1024,
+            quantizer="vq",           # vq | lfq (MAGVIT-v2 lookup-free quantizer)
+            lfq_bits=10,              # LFQ: 2**bits codes
+            lfq_entropy_weight=0.1,
+            lfq_commitment_cost=0.25,
+            commitment_cost=0.25,
+            entropy_loss_ratio=0.1,
+            entropy_temperature=0.01,
+            entropy_loss_type="softmax",
+            inflation="central",      # 2D->3D: central | average
+        ),
+        discriminator=dict(
+            filters=_SIZES[size],
+            channel_multipliers=disc_multipliers,
+        ),
+        loss=dict(
+            reconstruction_weight=5.0 if not tiny else 1.0,
+            perceptual_weight=0.1,
+            perceptual_weights="",    # local path; empty = perceptual loss off (never faked)
+            generator_adversarial_weight=0.1,
+            discriminator_adversarial_weight=1.0,
+            r1_gamma=10.0,
+            lecam_weight=0.001,
+            lecam_ema_decay=0.999,
+            gan_start_step=0 if not tiny else 10_000,   # tiny: pure VQ on CPU
+        ),
+        optimizer=dict(
+            learning_rate=1e-4 if not tiny else 1e-3,
+            b1=0.0,
+            b2=0.99,
+            warmup_steps=1000 if not tiny else 20,
+            weight_decay=0.0,
+            ema_decay=0.999 if not tiny else 0.99,
+        ),
+        training=dict(
+            batch_size=128 if size == "B" else (256 if size == "L" else 4),
+            num_train_steps=500_000 if not tiny else 300,
+            log_every_steps=100 if not tiny else 10,
+            checkpoint_every_steps=5000 if not tiny else 100,
+            max_checkpoints_to_keep=3,
+            eval_batches=8 if not tiny else 2,
+            shuffle_buffer=4096 if not tiny else 64,
+        ),
+    ))

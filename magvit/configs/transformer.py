@@ -1,0 +1,60 @@
+"""The `transformer` section: MAGVIT's bidirectional transformer and COMMIT training."""
+import ml_collections
+
+_SIZES = {
+    #       layers hidden mlp  heads
+    "B": (12, 768, 3072, 12),
+    "L": (24, 1024, 4096, 16),
+    "tiny": (2, 64, 128, 2),
+}
+# The official task lists (shared/research/magvit_spec.md).
+BAIR_TASKS = ("frame_prediction", "frame_interpolation", "outpainting_h", "outpainting_v",
+              "outpainting_c", "outpainting_dv", "inpainting_c", "inpainting_dv")
+SSV2_TASKS = BAIR_TASKS + ("class_conditional", "class_conditional_frame_prediction")
+
+
+def transformer_config(size: str, tasks=("frame_prediction",), condition_frames: int = 1):
+    if size not in _SIZES:
+        raise ValueError(f"unknown transformer size {size!r}; expected one of {', '.join(_SIZES)}")
+    layers, hidden, mlp, heads = _SIZES[size]
+    tiny = size == "tiny"
+    return ml_collections.ConfigDict(dict(
+        model=dict(
+            num_layers=layers,
+            hidden_size=hidden,
+            mlp_dim=mlp,
+            num_heads=heads,
+            dropout_rate=0.1,
+            attention_dropout_rate=0.1,
+        ),
+        tasks=tuple(tasks),
+        condition_frames=condition_frames,  # frame prediction: 1 (BAIR), 5 (Kinetics-600)
+        loss_mode="mask+refine+recons",
+        mask_weight=1.0,
+        refine_weight=1.0,
+        recons_weight=1.0,
+        label_smoothing=1e-4,
+        mask_schedule="cosine",
+        optimizer=dict(
+            learning_rate=1e-4 if not tiny else 1e-3,
+            b1=0.9,
+            b2=0.96,
+            weight_decay=0.045,
+            warmup_steps=5000 if not tiny else 20,
+            grad_clip_norm=1.0,
+        ),
+        training=dict(
+            batch_size=256 if not tiny else 8,
+            num_train_steps=1_000_000 if not tiny else 300,
+            log_every_steps=100 if not tiny else 10,
+            checkpoint_every_steps=5000 if not tiny else 100,
+            max_checkpoints_to_keep=3,
+            shuffle_buffer=4096 if not tiny else 64,
+        ),
+        decoding=dict(
+            num_steps=12,
+            choice_temperature=4.5,
+            mask_schedule="cosine",
+            paste_condition=True,
+        ),
+    ))

@@ -1,0 +1,78 @@
+"""Video files in and out with PyAV (FFmpeg): streaming reads, MP4 / GIF writes.
+
+Reading is a generator of RGB uint8 frames, so memory stays bounded whatever the video's length.
+"""
+from typing import Iterator
+
+import av
+import numpy as np
+
+
+class VideoError(ValueError):
+    """A video file that cannot be opened or decoded; the message names the file."""
+
+
+def video_info(path: str) -> dict:
+    """Frame rate, frame count (as the container declares it) and size of the first video stream."""
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or 0
+            return dict(fps=float(rate), frames=int(stream.frames or 0),
+                        width=stream.codec_context.width, height=stream.codec_context.height)
+    except VideoError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise VideoError(f"{path}: cannot open video ({type(e).__name__}: {e})") from e
+
+
+def iter_frames(path: str) -> Iterator[np.ndarray]:
+    """Yields the frames of `path` as RGB uint8 [H, W, 3], one at a time."""
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+    except VideoError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise VideoError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from e
+
+
+def read_video(path: str) -> np.ndarray:
+    """All frames of `path` as uint8 [T, H, W, 3] (for short clips; use iter_frames otherwise)."""
+    frames = list(iter_frames(path))
+    if not frames:
+        raise VideoError(f"{path}: no frames decoded")
+    return np.stack(frames)
+
+
+def write_video(path: str, frames: np.ndarray, fps: float = 8, crf: int = 12) -> None:
+    """Writes uint8 [T, H, W, 3] frames to `path`: H.264 MP4 (even H and W), or GIF by extension.
+
+    Single-threaded encoding, so the same frames always give the same bytes.
+    """
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"{path}: frames must be uint8 [T, H, W, 3], got {frames.dtype} "
+                         f"{list(frames.shape)}")
+    gif = path.lower().endswith(".gif")
+    with av.open(path, mode="w") as container:
+        if gif:
+            stream = container.add_stream("gif", rate=int(round(fps)))
+            stream.pix_fmt = "rgb8"
+        else:
+            stream = container.add_stream("libx264", rate=int(round(fps)),
+                                          options={"crf": str(crf), "threads": "1"})
+            stream.pix_fmt = "yuv420p"
+        stream.height, stream.width = frames.shape[1:3]
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -1,0 +1,75 @@
+"""The embedded demo dataset: labelled videos of moving shapes, generated, no download.
+
+Four classes, each with its own motion, so a class-conditional model has something to learn:
+  bounce  a disc bouncing off the walls at constant speed
+  orbit   a square circling the centre
+  slide   a bar sliding left to right and wrapping around
+  pulse   a disc in place, growing and shrinking
+Colours, start positions, speeds and phases come from a seeded RandomState per video, so the same
+seed gives the same pixels. Videos are written as ordinary H.264 MP4 files in the folder layout
+(`<root>/<class>/<class>_NNN.mp4`), so the demo runs through the real decode path.
+"""
+import os
+
+import numpy as np
+
+from magvit.video_io import write_video
+
+CLASSES = ("bounce", "orbit", "slide", "pulse")
+
+
+def _disc(yy, xx, cy, cx, r):
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
+
+
+def render(label: str, rng: np.random.RandomState, num_frames: int, size: int) -> np.ndarray:
+    """uint8 [num_frames, size, size, 3] frames of one video of class `label`."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    background = rng.randint(0, 60, size=3)
+    colour = rng.randint(150, 256, size=3)
+    r = size * rng.uniform(0.1, 0.16)
+    y, x = rng.uniform(r, size - r, size=2)
+    angle = rng.uniform(0, 2 * np.pi)
+    speed = size * rng.uniform(0.03, 0.06)
+    vy, vx = speed * np.sin(angle), speed * np.cos(angle)
+    phase = rng.uniform(0, 2 * np.pi)
+    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    for t in range(num_frames):
+        if label == "bounce":
+            mask = _disc(yy, xx, y, x, r)
+            y, x = y + vy, x + vx
+            if not r <= y <= size - r:
+                vy = -vy
+            if not r <= x <= size - r:
+                vx = -vx
+        elif label == "orbit":
+            a = phase + t * 2 * np.pi / 16
+            cy, cx = size / 2 + size * 0.28 * np.sin(a), size / 2 + size * 0.28 * np.cos(a)
+            mask = (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r)
+        elif label == "slide":
+            cx = (x + t * abs(speed)) % size
+            mask = (np.abs(yy - y) <= r * 0.6) & (np.minimum(np.abs(xx - cx), size - np.abs(xx - cx)) <= r)
+        elif label == "pulse":
+            mask = _disc(yy, xx, size / 2, size / 2, r * (1.4 + 0.8 * np.sin(phase + t * 2 * np.pi / 10)))
+        else:
+            raise ValueError(f"unknown demo class {label!r}; expected one of {CLASSES}")
+        frames[t] = np.where(mask[..., None], colour, background)
+    return frames
+
+
+def generate(root: str, seed: int = 0, videos_per_class: int = 6, num_frames: int = 32,
+             size: int = 64, fps: int = 8) -> list[str]:
+    """Writes the demo videos under `root` (skipping files already there); returns their paths."""
+    paths = []
+    for label_index, label in enumerate(CLASSES):
+        os.makedirs(os.path.join(root, label), exist_ok=True)
+        for i in range(videos_per_class):
+            path = os.path.join(root, label, f"{label}_{i:03d}.mp4")
+            paths.append(path)
+            if os.path.exists(path):
+                continue
+            rng = np.random.RandomState([seed, label_index, i])
+            tmp = path + ".tmp.mp4"
+            write_video(tmp, render(label, rng, num_frames, size), fps=fps)
+            os.replace(tmp, path)
+    return paths

@@ -1,0 +1,106 @@
+"""What both record formats share: the schema tag, version checks and TFMD schema building."""
+import os
+
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+from google.protobuf import text_format
+
+SCHEMA_KEY = "schema"
+VERSION_KEY = "schema_version"
+
+
+class SchemaError(ValueError):
+    """A record that does not follow the expected schema (or version)."""
+
+
+def bytes_feature(values) -> tf.train.Feature:
+    if isinstance(values, (bytes, str)):
+        values = [values]
+    return tf.train.Feature(bytes_list=tf.train.BytesList(
+        value=[v.encode() if isinstance(v, str) else bytes(v) for v in values]))
+
+
+def int_feature(values) -> tf.train.Feature:
+    if not hasattr(values, "__len__"):
+        values = [values]
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def float_feature(values) -> tf.train.Feature:
+    if not hasattr(values, "__len__"):
+        values = [values]
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+
+def tag_features(name: str, version: int) -> dict:
+    return {SCHEMA_KEY: bytes_feature(name), VERSION_KEY: int_feature(version)}
+
+
+def check_tag(serialized: bytes, name: str, version: int, required: tuple[str, ...]) -> tf.train.Example:
+    """Parses `serialized` as a tf.train.Example and checks its schema tag and required features.
+
+    Raises SchemaError saying what the record is and what was expected.
+    """
+    try:
+        example = tf.train.Example.FromString(serialized)
+    except Exception as e:  # protobuf raises DecodeError, a bare Exception subclass
+        raise SchemaError(f"not a tf.train.Example ({type(e).__name__}: {e}); expected a "
+                          f"{name} v{version} record") from e
+    features = example.features.feature
+    got_name = (features[SCHEMA_KEY].bytes_list.value[0].decode()
+                if SCHEMA_KEY in features and features[SCHEMA_KEY].bytes_list.value else None)
+    got_version = (features[VERSION_KEY].int64_list.value[0]
+                   if VERSION_KEY in features and features[VERSION_KEY].int64_list.value else None)
+    if got_name != name:
+        raise SchemaError(f"record has schema {got_name!r}, expected {name!r}")
+    if got_version != version:
+        raise SchemaError(f"{name} record has version {got_version}, this code reads version {version}")
+    missing = [k for k in required if k not in features]
+    if missing:
+        raise SchemaError(f"{name} v{version} record lacks required feature(s): {', '.join(missing)}")
+    return example
+
+
+def assert_tag(parsed: dict, name: str, version: int):
+    """In-graph check of the schema tag (for tf.data pipelines); returns control deps."""
+    return [
+        tf.debugging.assert_equal(parsed[SCHEMA_KEY], tf.constant(name),
+                                  message=f"record is not a {name} record"),
+        tf.debugging.assert_equal(parsed[VERSION_KEY], tf.constant(version, tf.int64),
+                                  message=f"{name} record has another version than {version}"),
+    ]
+
+
+def tag_spec() -> dict:
+    return {SCHEMA_KEY: tf.io.FixedLenFeature([], tf.string),
+            VERSION_KEY: tf.io.FixedLenFeature([], tf.int64)}
+
+
+def build_schema(features: dict[str, tuple[int, int | None]]) -> schema_pb2.Schema:
+    """TFMD schema from {name: (schema_pb2.FeatureType, fixed length or None)}."""
+    schema = schema_pb2.Schema()
+    for name, (kind, length) in features.items():
+        feature = schema.feature.add(name=name, type=kind)
+        if length is None:
+            feature.value_count.min = 1
+        else:
+            feature.shape.dim.add(size=length)
+        feature.presence.min_fraction = 1.0
+    return schema
+
+
+def schema_text(schema: schema_pb2.Schema) -> str:
+    return text_format.MessageToString(schema)
+
+
+def pbtxt_path(module_file: str, name: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(module_file)), f"{name}.schema.pbtxt")
+
+
+def write_schema(schema: schema_pb2.Schema, directory: str, filename: str = "schema.pbtxt") -> str:
+    """Writes the TFMD schema beside a dataset (any filesystem tf.io.gfile knows)."""
+    tf.io.gfile.makedirs(directory)
+    path = os.path.join(directory, filename)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(schema_text(schema))
+    return path
