@@ -78,8 +78,7 @@ def build_clip(clip: Clip, image_format: str = "png", jpeg_quality: int = 95) ->
 
 
 def feature_spec() -> dict:
-    spec = common.tag_spec()
-    spec.update(
+    return dict(
         frames=tf.io.VarLenFeature(tf.string),
         image_format=tf.io.FixedLenFeature([], tf.string),
         num_frames=tf.io.FixedLenFeature([], tf.int64),
@@ -93,7 +92,6 @@ def feature_spec() -> dict:
         clip_start=tf.io.FixedLenFeature([], tf.int64),
         dataset=tf.io.FixedLenFeature([], tf.string),
     )
-    return spec
 
 
 def parse_clip(serialized, shape: tuple[int, int, int] | None = None) -> dict:
@@ -103,23 +101,23 @@ def parse_clip(serialized, shape: tuple[int, int, int] | None = None) -> dict:
     run time). A record of another schema or version fails with an InvalidArgumentError saying so;
     use `check_clip` for a Python-side SchemaError.
     """
-    parsed = tf.io.parse_single_example(serialized, feature_spec())
-    with tf.control_dependencies(common.assert_tag(parsed, NAME, VERSION)):
-        encoded = tf.sparse.to_dense(parsed["frames"], default_value=b"")
+    with tf.control_dependencies(common.assert_tag(serialized, NAME, VERSION)):
+        parsed = tf.io.parse_single_example(serialized, feature_spec())
+    encoded = tf.sparse.to_dense(parsed["frames"], default_value=b"")
     frames = tf.map_fn(lambda x: tf.io.decode_image(x, channels=3, expand_animations=False),
                        encoded, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
     dims = tf.stack([parsed["num_frames"], parsed["height"], parsed["width"], parsed["channels"]])
-    checks = [tf.debugging.assert_equal(tf.shape(frames, out_type=tf.int64), dims,
-                                        message="clip frames do not match the recorded shape")]
+    checks = [common.check_in_graph(tf.equal(tf.shape(frames, out_type=tf.int64), dims),
+                                    "clip frames do not match the recorded shape")]
     if shape is not None:
-        checks.append(tf.debugging.assert_equal(
-            dims[:3], tf.constant(shape, tf.int64),
-            message=f"clip shape differs from the expected (T, H, W) = {tuple(shape)}"))
+        checks.append(common.check_in_graph(
+            tf.equal(dims[:3], tf.constant(shape, tf.int64)),
+            f"clip shape differs from the expected (T, H, W) = {tuple(shape)}"))
     with tf.control_dependencies(checks):
         frames = tf.identity(frames)
     if shape is not None:
         frames = tf.ensure_shape(frames, [*shape, 3])
-    out = {k: v for k, v in parsed.items() if k not in ("frames", common.SCHEMA_KEY, common.VERSION_KEY)}
+    out = {k: v for k, v in parsed.items() if k != "frames"}
     out["frames"] = frames
     return out
 

@@ -61,19 +61,24 @@ def check_tag(serialized: bytes, name: str, version: int, required: tuple[str, .
     return example
 
 
-def assert_tag(parsed: dict, name: str, version: int):
-    """In-graph check of the schema tag (for tf.data pipelines); returns control deps."""
-    return [
-        tf.debugging.assert_equal(parsed[SCHEMA_KEY], tf.constant(name),
-                                  message=f"record is not a {name} record"),
-        tf.debugging.assert_equal(parsed[VERSION_KEY], tf.constant(version, tf.int64),
-                                  message=f"{name} record has another version than {version}"),
-    ]
+def check_in_graph(condition, message: str):
+    """An assertion that works eagerly and inside tf.data; fails with `message` in the error."""
+    return tf.debugging.Assert(tf.reduce_all(condition), [tf.constant(message)])
 
 
-def tag_spec() -> dict:
-    return {SCHEMA_KEY: tf.io.FixedLenFeature([], tf.string),
-            VERSION_KEY: tf.io.FixedLenFeature([], tf.int64)}
+def parse_tag(serialized) -> dict:
+    """Parses just the schema tag (missing -> empty name, version -1)."""
+    return tf.io.parse_single_example(serialized, {
+        SCHEMA_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        VERSION_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1)})
+
+
+def assert_tag(serialized, name: str, version: int) -> list:
+    """In-graph check of a record's schema tag, before its other features are parsed."""
+    tag = parse_tag(serialized)
+    return [check_in_graph(tf.equal(tag[SCHEMA_KEY], name), f"record is not a {name} record"),
+            check_in_graph(tf.equal(tag[VERSION_KEY], version),
+                           f"{name} record has another version than {version}")]
 
 
 def build_schema(features: dict[str, tuple[int, int | None]]) -> schema_pb2.Schema:

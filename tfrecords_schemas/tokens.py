@@ -72,8 +72,7 @@ def build_tokens(grid: TokenGrid) -> tf.train.Example:
 
 def feature_spec(grid_shape: tuple[int, int, int], conditions: tuple[str, ...] = ()) -> dict:
     size = int(np.prod(grid_shape))
-    spec = common.tag_spec()
-    spec.update(
+    spec = dict(
         tokens=tf.io.FixedLenFeature([size], tf.int64),
         grid_shape=tf.io.FixedLenFeature([3], tf.int64),
         codebook_size=tf.io.FixedLenFeature([], tf.int64),
@@ -95,15 +94,16 @@ def parse_tokens(serialized, grid_shape: tuple[int, int, int], conditions: tuple
     Works eagerly and inside tf.data. A record of another schema, version, grid shape or (when
     `tokenizer_id` is given) another tokenizer fails with an InvalidArgumentError saying so.
     """
-    parsed = tf.io.parse_single_example(serialized, feature_spec(grid_shape, conditions))
-    checks = common.assert_tag(parsed, NAME, VERSION)
-    checks.append(tf.debugging.assert_equal(
-        parsed["grid_shape"], tf.constant(grid_shape, tf.int64),
-        message=f"token grid shape differs from the expected {tuple(grid_shape)}"))
+    with tf.control_dependencies(common.assert_tag(serialized, NAME, VERSION)):
+        shape = tf.io.parse_single_example(serialized, {"grid_shape": feature_spec(grid_shape)["grid_shape"]})
+    with tf.control_dependencies([common.check_in_graph(
+            tf.equal(shape["grid_shape"], tf.constant(grid_shape, tf.int64)),
+            f"token grid shape differs from the expected {tuple(grid_shape)}")]):
+        parsed = tf.io.parse_single_example(serialized, feature_spec(grid_shape, conditions))
+    checks = []
     if tokenizer_id is not None:
-        checks.append(tf.debugging.assert_equal(
-            parsed["tokenizer_id"], tf.constant(tokenizer_id),
-            message=f"tokens come from another tokenizer than {tokenizer_id}"))
+        checks.append(common.check_in_graph(tf.equal(parsed["tokenizer_id"], tokenizer_id),
+                                            f"tokens come from another tokenizer than {tokenizer_id}"))
     out = {}
     with tf.control_dependencies(checks):
         for key in ["tokens"] + [CONDITION_PREFIX + t for t in conditions]:
