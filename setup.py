@@ -24,6 +24,7 @@ INSTALL_REQUIRES = [
     "scipy",
     "pillow",
     "tqdm",
+    "tensorboard",  # tf.summary scalars (magvit.train_utils.MetricWriter)
     # Runtime dependencies of tfx 1.21 (installed itself with --no-deps, see above).
     "portpicker",
     "docker>=7,<8",

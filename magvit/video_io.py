@@ -28,20 +28,78 @@ def video_info(path: str) -> dict:
         raise VideoError(f"{path}: cannot open video ({type(e).__name__}: {e})") from e
 
 
-def iter_frames(path: str) -> Iterator[np.ndarray]:
-    """Yields the frames of `path` as RGB uint8 [H, W, 3], one at a time."""
+# Resampling filters by name (FFmpeg swscale). When shrinking, swscale widens the filter with the
+# scale factor, so "bilinear" is the antialiased bilinear of PIL / tf.image.resize(antialias=True).
+INTERPOLATIONS = {"nearest": "POINT", "bilinear": "BILINEAR", "bicubic": "BICUBIC",
+                  "area": "AREA", "lanczos": "LANCZOS"}
+
+
+def _name(source) -> str:
+    return getattr(source, "name", source)
+
+
+def scaled_size(height: int, width: int, shorter_side: int) -> tuple[int, int]:
+    """(height, width) with the shorter side scaled to `shorter_side`, keeping the aspect ratio."""
+    scale = shorter_side / min(height, width)
+    return max(shorter_side, round(height * scale)), max(shorter_side, round(width * scale))
+
+
+def _interpolation(name: str) -> str:
+    if name not in INTERPOLATIONS:
+        raise ValueError(f"unknown resize filter {name!r}; expected one of {', '.join(INTERPOLATIONS)}")
+    return INTERPOLATIONS[name]
+
+
+def _to_rgb(frame: av.VideoFrame, shorter_side: int | None, interpolation: str) -> np.ndarray:
+    if shorter_side is None:
+        return frame.to_ndarray(format="rgb24")
+    height, width = scaled_size(frame.height, frame.width, shorter_side)
+    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation)
+
+
+def iter_frames(path, shorter_side: int | None = None,
+                interpolation: str = "bilinear") -> Iterator[np.ndarray]:
+    """Yields the frames of `path` (a file name or binary file object) as RGB uint8 [H, W, 3].
+
+    With `shorter_side`, each frame is scaled (during the RGB conversion, by FFmpeg) so that its
+    shorter side has that many pixels, keeping the aspect ratio; `interpolation` names the filter.
+    """
+    interpolation = _interpolation(interpolation)
     try:
         with av.open(path) as container:
             if not container.streams.video:
-                raise VideoError(f"{path}: no video stream")
+                raise VideoError(f"{_name(path)}: no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield _to_rgb(frame, shorter_side, interpolation)
     except VideoError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise VideoError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from e
+        raise VideoError(f"{_name(path)}: cannot decode video ({type(e).__name__}: {e})") from e
+
+
+def resize_shorter(frame: np.ndarray, shorter_side: int, interpolation: str = "bilinear") -> np.ndarray:
+    """Scales an RGB uint8 [H, W, 3] frame as `iter_frames(..., shorter_side)` does."""
+    interpolation = _interpolation(interpolation)
+    if min(frame.shape[:2]) == shorter_side:
+        return frame
+    return _to_rgb(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"),
+                   shorter_side, interpolation)
+
+
+def count_frames(path) -> int:
+    """Frames in the first video stream, counted by demuxing packets (no decoding)."""
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoError(f"{_name(path)}: no video stream")
+            stream = container.streams.video[0]
+            return sum(1 for packet in container.demux(stream) if packet.size)
+    except VideoError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise VideoError(f"{_name(path)}: cannot read video ({type(e).__name__}: {e})") from e
 
 
 def read_video(path: str) -> np.ndarray:

@@ -23,7 +23,8 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
   exit 0
 fi
 $PIP install -q --upgrade "pip>=24" setuptools wheel
-$PIP install -q -e ".[test]"
+# compat mode: a .pth entry for the repo root, so packages added later import without reinstalling
+$PIP install -q -e ".[test]" --config-settings editable_mode=compat
 $PIP install -q --no-deps tfx==1.21.0 ml-pipelines-sdk==1.21.0 ml-metadata==1.17.1 kfp-pipeline-spec==0.6.0
 echo "$HASH" > "$STAMP"
 echo "install: done ($VENV)"

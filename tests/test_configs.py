@@ -81,3 +81,8 @@ def test_unknown_setting_is_a_clear_error():
 def test_normalize_argv_leaves_other_flags():
     argv = normalize_argv(["--config=tiny", "--runner=DirectRunner", "--config.seed=3"])
     assert argv[0] == f"--config={SETTINGS_FILE}:tiny" and argv[1:] == ["--runner=DirectRunner", "--config.seed=3"]
+
+
+def test_overrides_without_config_apply_to_the_default():
+    config = parse_config(["--config.tokenizer.training.batch_size=2"])
+    assert config.name == "tiny" and config.tokenizer.training.batch_size == 2

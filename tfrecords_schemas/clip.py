@@ -49,15 +49,18 @@ class Clip:
         return f"{self.video_id}@{self.clip_start}"
 
 
-def _encode(frame: np.ndarray, image_format: str, jpeg_quality: int) -> bytes:
+def _encode(frame: np.ndarray, image_format: str, jpeg_quality: int, png_compression: int) -> bytes:
     if image_format == "png":
-        return tf.io.encode_png(frame).numpy()
+        return tf.io.encode_png(frame, compression=png_compression).numpy()
     if image_format == "jpeg":
         return tf.io.encode_jpeg(frame, quality=jpeg_quality).numpy()
     raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
 
 
-def build_clip(clip: Clip, image_format: str = "png", jpeg_quality: int = 95) -> tf.train.Example:
+def build_clip(clip: Clip, image_format: str = "png", jpeg_quality: int = 95,
+               png_compression: int = 1) -> tf.train.Example:
+    """The clip as a record. PNG zlib level 1 encodes ~2.5x faster than the default level 6 for
+    ~10-15% more bytes (encoding dominates the data job's cost); decoding speed is the same."""
     frames = np.asarray(clip.frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"clip {clip.clip_id}: frames must be uint8 [T, H, W, 3], "
@@ -65,7 +68,8 @@ def build_clip(clip: Clip, image_format: str = "png", jpeg_quality: int = 95) ->
     t, h, w, c = frames.shape
     f = common.tag_features(NAME, VERSION)
     f.update(
-        frames=common.bytes_feature([_encode(x, image_format, jpeg_quality) for x in frames]),
+        frames=common.bytes_feature([_encode(x, image_format, jpeg_quality, png_compression)
+                                     for x in frames]),
         image_format=common.bytes_feature(image_format),
         num_frames=common.int_feature(t), height=common.int_feature(h),
         width=common.int_feature(w), channels=common.int_feature(c),

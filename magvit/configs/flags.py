@@ -30,8 +30,12 @@ def config_path(value: str) -> str:
     return value
 
 
-def normalize_argv(argv: list[str], name: str = "config") -> list[str]:
-    """Rewrites `--config=NAME` / `--config NAME` in argv to the settings-file form."""
+def normalize_argv(argv: list[str], name: str = "config", default: str = "tiny") -> list[str]:
+    """Rewrites `--config=NAME` / `--config NAME` in argv to the settings-file form.
+
+    ml_collections applies `--config.key=value` overrides only when `--config` itself is on the
+    command line (and before them), so overrides without it get `--config=<default>` inserted.
+    """
     out, i = [], 0
     while i < len(argv):
         arg = argv[i]
@@ -43,6 +47,10 @@ def normalize_argv(argv: list[str], name: str = "config") -> list[str]:
         else:
             out.append(arg)
         i += 1
+    given = any(a == f"--{name}" or a.startswith(f"--{name}=") for a in out)
+    overrides = [i for i, a in enumerate(out) if a.startswith(f"--{name}.")]
+    if not given and overrides:
+        out.insert(overrides[0], f"--{name}={config_path(default)}")
     return out
 
 

@@ -17,10 +17,11 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
     if tiny:
         disc_multipliers = (2, 4, 4)
     return ml_collections.ConfigDict(dict(
+        clip_shape=(num_frames, resolution, resolution),   # (T, H, W) fed to the tokenizer
         model=dict(
             filters=_SIZES[size],
             channel_multipliers=multipliers,
-            num_res_blocks=2,
+            num_res_blocks=2 if not tiny else 1,
             # temporal downsampling at the first two downsampling stages only: 16 -> 4 frames
             temporal_downsample=tuple(i < 2 for i in range(len(multipliers) - 1)),
             num_groups=8 if tiny else 32,
@@ -35,6 +36,7 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             entropy_temperature=0.01,
             entropy_loss_type="softmax",
             inflation="central",      # 2D->3D: central | average
+            init_from_2d="",          # msgpack file of 2D VQGAN params (VQModel, spatial_dims=2)
         ),
         discriminator=dict(
             filters=_SIZES[size],
@@ -42,14 +44,22 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
         ),
         loss=dict(
             reconstruction_weight=5.0 if not tiny else 1.0,
+            # Perceptual loss: squared distance of ImageNet ResNet-50 logits of real and
+            # reconstructed frames (magvit/tokenizer/perceptual.py). On only when
+            # perceptual_weights names a LOCAL Keras-2-format HDF5 file,
+            # resnet50_weights_tf_dim_ordering_tf_kernels.h5 (the one
+            # tf.keras.applications.ResNet50(weights="imagenet") caches in ~/.keras/models/,
+            # md5 2cb95161c43110f7111970584f804107); empty = off (never faked).
             perceptual_weight=0.1,
-            perceptual_weights="",    # local path; empty = perceptual loss off (never faked)
+            perceptual_weights="",
+            perceptual_resolution=224,    # frames are resized (bilinear) to this square size
             generator_adversarial_weight=0.1,
             discriminator_adversarial_weight=1.0,
             r1_gamma=10.0,
             lecam_weight=0.001,
             lecam_ema_decay=0.999,
             gan_start_step=0 if not tiny else 10_000,   # tiny: pure VQ on CPU
+            # R1 penalty r1_gamma/2 * E||grad_x D(x)||^2 on real clips (StyleGAN convention).
         ),
         optimizer=dict(
             learning_rate=1e-4 if not tiny else 1e-3,
@@ -67,5 +77,6 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             max_checkpoints_to_keep=3,
             eval_batches=8 if not tiny else 2,
             shuffle_buffer=4096 if not tiny else 64,
+            random_flip=True,         # left-right flip augmentation (uses the state's RNG)
         ),
     ))

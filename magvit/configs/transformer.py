@@ -50,11 +50,14 @@ def transformer_config(size: str, tasks=("frame_prediction",), condition_frames:
             checkpoint_every_steps=5000 if not tiny else 100,
             max_checkpoints_to_keep=3,
             shuffle_buffer=4096 if not tiny else 64,
+            # Condition tokens built with the tokenizer (records without `condition/<task>`)
+            # are cached per (task, clip): at most this many grids in memory.
+            condition_cache_size=100_000,
         ),
         decoding=dict(
             num_steps=12,
             choice_temperature=4.5,
             mask_schedule="cosine",
-            paste_condition=True,
+            paste_condition=True,     # paste the known condition pixels into the output
         ),
     ))

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from magvit.video_io import write_video
+from pipelines.datasets import common, folder
 
 CLASSES = ("bounce", "orbit", "slide", "pulse")
 
@@ -73,3 +74,31 @@ def generate(root: str, seed: int = 0, videos_per_class: int = 6, num_frames: in
             write_video(tmp, render(label, rng, num_frames, size), fps=fps)
             os.replace(tmp, path)
     return paths
+
+
+# The demo as a dataset reader (pipelines/datasets/common.py): the folder layout, classes in CLASSES
+# order; the last video of each class folder is held out as the `test` split, the rest is `train`.
+SPLITS = ("train", "test")
+
+
+def generate_for(config, root: str) -> str:
+    """Writes the demo videos the `dataset` config asks for under `root`; returns `root`."""
+    generate(root, seed=config.seed, videos_per_class=config.demo_videos_per_class,
+             num_frames=config.demo_num_frames, size=config.demo_size, fps=config.demo_fps)
+    return root
+
+
+def check(config) -> None:
+    common.require(config.root, "the demo videos folder")
+
+
+def list_videos(config, split: str):
+    by_class = {}
+    for path in common.list_files(config.root):
+        by_class.setdefault(path[len(config.root):].lstrip("/").split("/")[0], []).append(path)
+    chosen = [path for paths in by_class.values()
+              for path in (paths[-1:] if split == "test" else paths[:-1])]
+    yield from folder.list_folder(config.root, split, list(CLASSES), paths=sorted(chosen))
+
+
+read = common.read_file

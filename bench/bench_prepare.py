@@ -1,0 +1,98 @@
+"""Clips per second per core: the Beam prepare job vs. a plain PyAV decode + resize loop.
+
+Writes `--videos` synthetic 320x240 25 fps H.264 videos (moving texture), then measures
+  loop:  one process decodes each video with PyAV, scales the shorter side to 128 and centre-crops
+         (magvit.video_io.iter_frames + clip_sampling.center_crop): the practical limit;
+  beam:  pipelines.prepare.run_prepare on DirectRunner (in-process, one worker), 16x128x128 clips,
+         `all` policy, for each `--image_formats` (encoding + TFRecord writing included).
+"Per core" = clips / CPU seconds of the process (all its threads), so a busy shared machine and
+FFmpeg's decoding threads do not skew the figures. Prints one line per measurement and the ratio.
+
+  python bench/bench_prepare.py [--videos 12 --frames 100 --image_formats png,jpeg]
+"""
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+from magvit import video_io
+from magvit.configs import get_config
+from pipelines import clip_sampling, prepare
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+
+
+def write_videos(root: str, count: int, frames: int) -> list[str]:
+    paths = []
+    yy, xx = np.mgrid[0:240, 0:320].astype(np.float32)
+    for i in range(count):
+        rng = np.random.RandomState(i)
+        texture = np.asarray(Image.fromarray(rng.randint(0, 255, (60, 80, 3)).astype(np.uint8)).resize(
+            (320, 240), Image.BICUBIC)).astype(np.float32)
+        video = np.empty((frames, 240, 320, 3), np.uint8)
+        for t in range(frames):
+            wave = 25 * np.sin((xx + yy + 5 * t) / 15.0)[..., None]
+            video[t] = np.clip(np.roll(texture, 2 * t, axis=1) + wave, 0, 255)
+        path = os.path.join(root, "bench", f"video_{i:03d}.mp4")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        video_io.write_video(path, video, fps=25, crf=23)
+        paths.append(path)
+    return paths
+
+
+def decode_loop(paths: list[str], config) -> int:
+    """Decode + resize + crop every frame; returns the clips those frames make."""
+    clips = 0
+    for path in paths:
+        frames = [clip_sampling.center_crop(f, config.resolution)
+                  for f in video_io.iter_frames(path, config.resolution, config.resize_filter)]
+        clips += len(clip_sampling.clip_starts("all", len(frames), config.num_frames, config.frame_stride))
+    return clips
+
+
+def measure(name: str, fn) -> float:
+    cpu, wall = cpu_seconds(), time.time()
+    clips = fn()
+    cpu, wall = cpu_seconds() - cpu, time.time() - wall
+    rate = clips / cpu
+    print(f"{name:<28} {clips:5d} clips  {wall:6.2f} s wall  {cpu:6.2f} s CPU  "
+          f"{rate:7.2f} clips/s/core  ({clips / wall:6.2f} clips/s wall)", flush=True)
+    return rate
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--videos", type=int, default=12)
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--image_formats", default="png,jpeg")
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="bench_prepare_")
+    try:
+        paths = write_videos(os.path.join(work, "videos"), args.videos, args.frames)
+        config = get_config("ucf101_b").dataset
+        config.name, config.root, config.split = "folder", os.path.join(work, "videos"), "all"
+        print(f"{args.videos} videos of {args.frames} frames, 320x240 25 fps -> "
+              f"{config.num_frames}x{config.resolution}x{config.resolution} clips")
+        measure("loop: decode+resize", lambda: decode_loop(paths, config))   # warm-up (caches)
+        loop = measure("loop: decode+resize", lambda: decode_loop(paths, config))
+        for image_format in args.image_formats.split(","):
+            config.image_format = image_format
+            out = os.path.join(work, f"out_{image_format}")
+            rate = measure(f"beam DirectRunner ({image_format})", lambda: prepare.run_prepare(
+                config, out, ["--direct_num_workers=1"])["totals"]["clips_written"])
+            print(f"  beam/loop per core ({image_format}): {rate / loop:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

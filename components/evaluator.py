@@ -1,0 +1,251 @@
+"""Evaluator: samples every task the transformer was trained on, FVD against real clips, a blessing.
+
+For each task, `eval.num_samples` samples are drawn per sample set (`eval.repeats` sets) with the
+trained transformer and tokenizer (`magvit.sample.Sampler`), conditioned on the real clips of the
+evaluation split (`eval.split`, default `test`) taken in file order and cycled through; a
+class-conditional task uses each clip's label as its class. The generated clips are written as clip
+TFRecords and scored by the evaluation Beam job (`pipelines.evaluate.run_evaluate`): FVD against the
+whole split and, for tasks with a condition, PSNR / SSIM of the first sample of each clip against
+that clip (generated records keep its `video_id@clip_start` so the job pairs them).
+
+Layout of the ModelEvaluation artifact:
+  metrics.json                     per task, the mean and worst FVD over tasks, the blessing
+  <task>/metrics.json              the task's FVD (mean over its sample sets), PSNR / SSIM
+  <task>/set_<k>/samples.tfrecord  sample set k (clip schema), with run_evaluate's metrics.json and
+                                   dead_letter.jsonl beside it
+  gallery/<task>/                  the first `eval.gallery_samples` samples: sample_NN.mp4 / .gif and
+                                   contact_sheet.png (condition | sample | truth)
+  reference_stats.npz              the split's I3D statistics, computed once for all tasks (unless
+                                   `eval.reference_stats` names another cache)
+The ModelBlessing is blessed (custom property `blessed` = 1 and a BLESSED file, as TFX's own
+Evaluator writes) when every task's FVD is below `eval.fvd_threshold`. FVD from a random I3D
+(`eval.allow_random_i3d`, the tiny config) is marked as a smoke-test number everywhere.
+"""
+import itertools
+import json
+import os
+import tempfile
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
+
+from components import artifacts, config_param, progress
+from magvit import data, sample, train_utils
+from magvit.configs.evaluation import check_counts, real_split
+from magvit.metrics.fvd import RANDOM_WARNING
+from magvit.tokenizer.api import Tokenizer
+from magvit.transformer import tasks as task_lib
+from pipelines.evaluate import run_evaluate
+from tfrecords_schemas import clip as clip_schema
+
+SECTIONS = ("eval",)
+METRICS_FILE = "metrics.json"
+GALLERY = "gallery"
+BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
+# Entries of a sample set's metrics that describe the whole task (identical across its sets).
+_TASK_FIELDS = ("num_real", "num_generated", "num_frames", "protocol", "protocol_detail",
+                "i3d_weights", "random_i3d", "warning", "real_pattern", "lpips", "lpips_status")
+
+
+def condition_clips(pattern: str, clip_shape, count: int):
+    """(cycle, clip) for `count` parsed real clips (numpy values), in file order, cycling."""
+    records = tf.data.TFRecordDataset(data.list_files(pattern, "config.eval.split")).map(
+        lambda r: clip_schema.parse_clip(r, shape=clip_shape))
+    produced = 0
+    for cycle in itertools.count():
+        iterator = records.as_numpy_iterator()
+        while produced < count:
+            try:
+                clip = next(iterator)
+            except StopIteration:
+                break
+            except tf.errors.OpError as e:
+                raise ValueError(f"real clips {pattern} (config.eval.split): {e.message}") from e
+            yield cycle, clip
+            produced += 1
+        if produced == count:
+            return
+        if produced == 0:
+            raise ValueError(f"real clips {pattern} (config.eval.split): no clip to condition on")
+
+
+def _in_batches(items, size: int):
+    items = iter(items)
+    while batch := list(itertools.islice(items, size)):
+        yield batch
+
+
+def sample_batch(sampler: sample.Sampler, task: task_lib.Task, clips: list[dict], batch_size: int,
+                 seed: int) -> np.ndarray:
+    """uint8 [len(clips), T, H, W, 3]: one sample per clip (padded to a full batch: one trace)."""
+    frames = np.stack([c["frames"] for c in clips])
+    labels = np.array([int(c["label"]) for c in clips])
+    if task.class_conditional and (labels < 0).any():
+        raise ValueError(f"task {task.name} needs labelled clips; the evaluation split has "
+                         f"unlabelled ones (label -1)")
+    pad = batch_size - len(clips)
+    frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+    labels = np.concatenate([labels, np.repeat(labels[-1:], pad)])
+    samples = sampler.generate(
+        task.name, frames if task.has_condition else None,
+        class_id=labels if task.class_conditional else None,  # one class per example
+        num_samples=1 if task.has_condition else batch_size, seed=seed)
+    return samples[:len(clips)]
+
+
+def generated_record(task: task_lib.Task, frames: np.ndarray, clip: dict, cycle: int) -> bytes:
+    """The sample as a clip record; the first sample of a condition clip keeps that clip's key."""
+    video_id = clip["video_id"].decode()
+    if not (task.has_condition and cycle == 0):
+        video_id = f"{task.name}/{cycle}/{video_id}"
+    return clip_schema.build_clip(clip_schema.Clip(
+        frames=frames, fps=float(clip["fps"]), label=int(clip["label"]),
+        label_name=clip["label_name"].decode(), video_id=video_id,
+        clip_start=int(clip["clip_start"]), dataset=f"generated/{task.name}")).SerializeToString()
+
+
+def _seed(seed: int, *path: int) -> int:
+    return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])
+
+
+def _sample_set(sampler, task, task_index: int, set_index: int, real_pattern: str, eval_config,
+                out_dir: str, seed: int, gallery_dir: str | None) -> str:
+    """Writes one set of samples of `task` to `<out_dir>/samples.tfrecord`; returns its path."""
+    tf.io.gfile.makedirs(out_dir)
+    path = os.path.join(out_dir, "samples.tfrecord")
+    num, size = int(eval_config.num_samples), int(eval_config.batch_size)
+    shown, truth, fps = [], [], 8.0
+    bar = train_utils.progress_bar(-(-num // size), desc=f"sampling {task.name} set {set_index}")
+    with tf.io.TFRecordWriter(path) as writer, bar:
+        clips = condition_clips(real_pattern, sampler.tokenizer.clip_shape, num)
+        for b, batch in enumerate(_in_batches(clips, size)):
+            samples = sample_batch(sampler, task, [c for _, c in batch], size,
+                                   _seed(seed, task_index, set_index, b))
+            for (cycle, clip), frames in zip(batch, samples):
+                writer.write(generated_record(task, frames, clip, cycle))
+                if gallery_dir and len(shown) < eval_config.gallery_samples:
+                    shown.append(frames)
+                    truth.append(clip["frames"])
+                    fps = float(clip["fps"])
+            bar.update(1)
+    if gallery_dir and shown:
+        _write_gallery(gallery_dir, np.stack(shown), task,
+                       np.stack(truth) if task.has_condition else None, fps)
+    return path
+
+
+def _write_gallery(gallery_dir: str, samples, task, truth, fps: float) -> None:
+    """`magvit.sample.write_outputs` into `gallery_dir`, through a local folder when remote."""
+    if "://" not in gallery_dir:
+        sample.write_outputs(gallery_dir, samples, task, truth, fps=fps)
+        return
+    with tempfile.TemporaryDirectory() as local:
+        tf.io.gfile.makedirs(gallery_dir)
+        for path in sample.write_outputs(local, samples, task, truth, fps=fps):
+            tf.io.gfile.copy(path, os.path.join(gallery_dir, os.path.basename(path)),
+                             overwrite=True)
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def task_metrics(sets: list[dict], set_dirs: list[str]) -> dict:
+    """One task's metrics from the metrics of its sample sets: FVD mean (and spread) over the sets,
+    PSNR / SSIM mean over the sets that had pairs."""
+    fvds = [float(m["fvd"]) for m in sets]
+    paired = [m for m in sets if m.get("num_pairs")]
+    out = {k: sets[0][k] for k in _TASK_FIELDS if k in sets[0]}
+    out.update(fvd=float(np.mean(fvds)), fvd_std=float(np.std(fvds)), fvd_per_set=fvds,
+               num_sets=len(sets), psnr=_mean(m["psnr"] for m in paired),
+               ssim=_mean(m["ssim"] for m in paired), num_pairs=sum(m["num_pairs"] for m in paired),
+               sets=set_dirs)
+    return out
+
+
+def overall_metrics(per_task: dict[str, dict], fvd_threshold: float) -> dict:
+    """Mean and worst FVD over the tasks and the blessing: every task's FVD below the threshold."""
+    fvds = {task: m["fvd"] for task, m in per_task.items()}
+    worst = max(fvds.values())
+    random_i3d = any(m.get("random_i3d") for m in per_task.values())
+    blessed = bool(worst < fvd_threshold)
+    verdict = (f"{'blessed' if blessed else 'NOT blessed'}: worst task FVD {worst:.4g} "
+               f"{'<' if blessed else '>='} eval.fvd_threshold {fvd_threshold:.4g}")
+    if random_i3d:
+        verdict += " (random-I3D FVD: smoke test only)"
+    out = {"fvd": float(np.mean(list(fvds.values()))), "fvd_max": float(worst),
+           "fvd_threshold": float(fvd_threshold), "blessed": blessed, "verdict": verdict,
+           "random_i3d": random_i3d, "tasks": per_task}
+    if random_i3d:
+        out["warning"] = RANDOM_WARNING
+    return out
+
+
+def evaluate(sampler: sample.Sampler, real_pattern: str, eval_config, out_dir: str,
+             beam_args: list[str] = (), seed: int = 0) -> dict:
+    """Samples every task the sampler's transformer was trained on and scores it; returns (and
+    writes to `<out_dir>/metrics.json`) the overall metrics."""
+    eval_config = ml_collections.ConfigDict(eval_config.to_dict())
+    if not eval_config.reference_stats:
+        eval_config.reference_stats = os.path.join(out_dir, "reference_stats.npz")
+    check_counts(eval_config)
+    per_task = {}
+    for t, task in enumerate(task_lib.get_tasks(sampler.config.transformer)):
+        task_dir = os.path.join(out_dir, task.name)
+        sets, set_dirs = [], []
+        for k in range(int(eval_config.repeats)):
+            set_dir = os.path.join(task_dir, f"set_{k}")
+            gallery = os.path.join(out_dir, GALLERY, task.name) if k == 0 else None
+            samples = _sample_set(sampler, task, t, k, real_pattern, eval_config, set_dir, seed,
+                                  gallery)
+            sets.append(run_evaluate(real_pattern, samples, eval_config, set_dir,
+                                     beam_args=list(beam_args)))
+            set_dirs.append(set_dir)
+        per_task[task.name] = task_metrics(sets, set_dirs)
+        _write_json(os.path.join(task_dir, METRICS_FILE), per_task[task.name])
+    metrics = overall_metrics(per_task, float(eval_config.fvd_threshold))
+    metrics.update(split_pattern=real_pattern, num_samples=int(eval_config.num_samples),
+                   repeats=int(eval_config.repeats), transformer_step=sampler.step,
+                   gallery=os.path.join(out_dir, GALLERY))
+    _write_json(os.path.join(out_dir, METRICS_FILE), metrics)
+    return metrics
+
+
+def _write_json(path: str, value: dict) -> None:
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(value, indent=2, sort_keys=True))
+
+
+@component
+def Evaluator(clips: InputArtifact[standard_artifacts.Examples],
+              tokenizer: InputArtifact[standard_artifacts.Model],
+              transformer: InputArtifact[standard_artifacts.Model],
+              evaluation: OutputArtifact[standard_artifacts.ModelEvaluation],
+              blessing: OutputArtifact[standard_artifacts.ModelBlessing],
+              config: Parameter[str], beam_args: Parameter[str]):
+    """Samples, scores and blesses `transformer`; `config` holds the eval section."""
+    run_config = config_param.loads(config)
+    eval_config = run_config.eval
+    split = real_split(eval_config.split, artifacts.split_names(clips))
+    sampler = sample.Sampler(transformer.uri, Tokenizer.load(tokenizer.uri))
+    tasks = ", ".join(sampler.config.transformer.tasks)
+    with progress.stage("Evaluator", f"sampling {tasks} and scoring FVD against {split} clips"):
+        metrics = evaluate(sampler, artifacts.split_pattern(clips, split), eval_config,
+                           evaluation.uri, config_param.loads_list(beam_args), run_config.seed)
+    artifacts.set_numbers(evaluation, {
+        "fvd": metrics["fvd"], "fvd_max": metrics["fvd_max"],
+        **{task: {k: m[k] for k in ("fvd", "psnr", "ssim")} for task, m in metrics["tasks"].items()}})
+    evaluation.set_string_custom_property("gallery", metrics["gallery"])
+    if metrics["random_i3d"]:
+        evaluation.set_string_custom_property("warning", metrics["warning"])
+    blessing.set_int_custom_property("blessed", int(metrics["blessed"]))
+    blessing.set_string_custom_property("verdict", metrics["verdict"])
+    blessing.set_string_custom_property("current_model", transformer.uri)
+    with tf.io.gfile.GFile(os.path.join(
+            blessing.uri, BLESSED_FILE if metrics["blessed"] else NOT_BLESSED_FILE), "w") as f:
+        f.write(metrics["verdict"] + "\n")

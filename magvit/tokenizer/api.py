@@ -1,0 +1,81 @@
+"""`Tokenizer`: the trained 3D-VQ as a function uint8 clips <-> int32 token grids.
+
+    tokenizer = Tokenizer.load(workdir)            # config.json + latest checkpoint, EMA params
+    tokens = tokenizer.encode(video)                # uint8 [B, T, H, W, 3] -> int32 [B, t, h, w]
+    video = tokenizer.decode(tokens)                # int [B, t, h, w] -> uint8 [B, T, H, W, 3]
+    Tokenizer.from_params(tokenizer_config, params) # from in-memory parameters
+
+The model is fully convolutional: any T, H, W divisible by the downsampling factors works;
+`clip_shape` and `grid_shape` are the configured ones.
+"""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from magvit import checkpoints, train_utils
+from magvit.tokenizer import model as model_lib
+from magvit.tokenizer import quantizers
+from magvit.tokenizer.train_step import Models, to_unit
+
+
+class Tokenizer:
+    def __init__(self, config: ml_collections.ConfigDict, params, checkpoint_id: str | None = None):
+        """config: the tokenizer section (`config.tokenizer`); params: VQModel parameters."""
+        self.config = config
+        self.params = params
+        self._model = model_lib.VQModel(config.model)
+        self.clip_shape = tuple(int(s) for s in config.clip_shape)
+        self.factors = model_lib.downsampling_factors(config.model)
+        self.grid_shape = model_lib.grid_shape(config.model, self.clip_shape)
+        self.codebook_size = quantizers.codebook_size(config.model)
+        self.checkpoint_id = checkpoint_id or train_utils.tree_hash(params)
+        model = self._model
+        self._encode = jax.jit(lambda p, v: model.apply({"params": p}, to_unit(v),
+                                                        method=model_lib.VQModel.encode)[1])
+        self._decode = jax.jit(lambda p, ids: jnp.round(jnp.clip(model.apply(
+            {"params": p}, ids, method=model_lib.VQModel.decode_ids), 0, 1) * 255).astype(jnp.uint8))
+
+    @classmethod
+    def from_params(cls, config: ml_collections.ConfigDict, params) -> "Tokenizer":
+        return cls(config, params)
+
+    @classmethod
+    def load(cls, checkpoint_dir: str, step: int | None = None) -> "Tokenizer":
+        """From a training work directory (config.json + checkpoints/), with the EMA parameters."""
+        config = checkpoints.load_config(checkpoint_dir).tokenizer
+        models = Models(config)
+        template = jax.eval_shape(models.init, jax.random.PRNGKey(0))
+        checkpointer = checkpoints.Checkpointer(checkpoint_dir)
+        if checkpointer.latest_step() is None:
+            raise FileNotFoundError(f"no checkpoint under {checkpointer.directory}")
+        sharding = train_utils.replicated(train_utils.make_mesh())
+        state, _ = checkpointer.restore(template, step=step, default_sharding=sharding)
+        checkpointer.close()
+        return cls(config, state.ema_params)
+
+    def encode(self, video) -> np.ndarray:
+        """uint8 [B, T, H, W, 3] -> int32 token ids [B, T/ft, H/fh, W/fw]."""
+        video = np.asarray(video)
+        if video.dtype != np.uint8:
+            raise TypeError(f"Tokenizer.encode expects uint8 video, got {video.dtype}")
+        if video.ndim != 5 or video.shape[-1] != 3:
+            raise ValueError(f"Tokenizer.encode expects [B, T, H, W, 3], got shape {video.shape}")
+        bad = [f"{name}={size} (factor {f})" for name, size, f
+               in zip("THW", video.shape[1:4], self.factors) if size % f or size == 0]
+        if bad:
+            raise ValueError(f"Tokenizer.encode: {', '.join(bad)} not divisible by the "
+                             "downsampling factor")
+        return np.asarray(self._encode(self.params, video), np.int32)
+
+    def decode(self, tokens) -> np.ndarray:
+        """int token ids [B, t, h, w] -> uint8 [B, t*ft, h*fh, w*fw, 3]."""
+        tokens = np.asarray(tokens)
+        if not np.issubdtype(tokens.dtype, np.integer):
+            raise TypeError(f"Tokenizer.decode expects integer tokens, got {tokens.dtype}")
+        if tokens.ndim != 4:
+            raise ValueError(f"Tokenizer.decode expects [B, t, h, w] tokens, got {tokens.shape}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.codebook_size):
+            raise ValueError(f"Tokenizer.decode: ids outside [0, {self.codebook_size}): "
+                             f"min {tokens.min()}, max {tokens.max()}")
+        return np.asarray(self._decode(self.params, tokens.astype(np.int32)))

@@ -1,0 +1,198 @@
+"""MAGVIT's 3D-CNN VQ autoencoder (encoder, quantizer, decoder) in Flax linen.
+
+The same modules build the 2D image VQGAN (`spatial_dims=2`, inputs [B, H, W, C]) and the 3D video
+one (`spatial_dims=3`, inputs [B, T, H, W, C]); `magvit.tokenizer.inflation` turns the former's
+parameters into the latter's. Structure (official configs): 3x3(x3) convs, GroupNorm and swish,
+`num_res_blocks` residual blocks per level, spatial downsampling by 2x average pooling between
+levels (time pooled too at the levels flagged by `temporal_downsample`), upsampling by
+nearest-neighbour repetition followed by a 3x3(x3) conv.
+
+`Conv` holds a standard [kt, kh, kw, in, out] kernel; on CPU a 3D convolution runs as one 2D
+convolution over the kt time-shifted copies of the input stacked along channels (XLA's CPU 3D
+convolution is ~8x slower than its 2D one); elsewhere it is lax's native N-D convolution.
+"""
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from magvit.tokenizer import quantizers
+
+
+def convolve(x, kernel):
+    """'SAME' stride-1 convolution of [B, (T,) H, W, C] with a [(kt,) kh, kw, C, out] kernel."""
+    if kernel.ndim == 5 and kernel.shape[0] > 1 and jax.default_backend() == "cpu":
+        kt, kh, kw, c, out = kernel.shape
+        b, t, h, w, _ = x.shape
+        pad = kt // 2
+        x = jnp.pad(x, ((0, 0), (pad, kt - 1 - pad), (0, 0), (0, 0), (0, 0)))
+        stacked = jnp.concatenate([x[:, i:i + t] for i in range(kt)], axis=-1)
+        kernel2d = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(kh, kw, kt * c, out)
+        y = jax.lax.conv_general_dilated(stacked.reshape(b * t, h, w, kt * c), kernel2d, (1, 1),
+                                         "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y.reshape(b, t, h, w, out)
+    spatial = "DHW"[-(kernel.ndim - 2):]
+    dims = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
+    return jax.lax.conv_general_dilated(x, kernel, (1,) * (kernel.ndim - 2), "SAME",
+                                        dimension_numbers=dims)
+
+
+class Conv(nn.Module):
+    """Like flax's nn.Conv (same parameter names, shapes and initialisers), stride 1, 'SAME'."""
+    features: int
+    kernel_size: Sequence[int]
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (*self.kernel_size, x.shape[-1], self.features))
+        y = convolve(x, kernel)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+        return y
+
+
+def _kernel(spatial_dims: int, size: int = 3) -> tuple[int, ...]:
+    return (size,) * spatial_dims
+
+
+class ResBlock(nn.Module):
+    filters: int
+    num_groups: int
+    spatial_dims: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        k = _kernel(self.spatial_dims)
+        h = nn.swish(nn.GroupNorm(self.num_groups, name="norm1")(x))
+        h = Conv(self.filters, k, use_bias=False, name="conv1")(h)
+        h = nn.swish(nn.GroupNorm(self.num_groups, name="norm2")(h))
+        h = Conv(self.filters, k, use_bias=False, name="conv2")(h)
+        if x.shape[-1] != self.filters:
+            x = Conv(self.filters, _kernel(self.spatial_dims, 1), use_bias=False,
+                        name="shortcut")(x)
+        return x + h
+
+
+def _window(spatial_dims: int, temporal: bool) -> tuple[int, ...]:
+    return ((2 if temporal else 1), 2, 2) if spatial_dims == 3 else (2, 2)
+
+
+def downsample(x, spatial_dims: int, temporal: bool):
+    window = _window(spatial_dims, temporal)
+    return nn.avg_pool(x, window, strides=window)
+
+
+def upsample(x, spatial_dims: int, temporal: bool):
+    for axis, factor in enumerate(_window(spatial_dims, temporal), start=1):
+        if factor > 1:
+            x = jnp.repeat(x, factor, axis=axis)
+    return x
+
+
+class Encoder(nn.Module):
+    filters: int
+    channel_multipliers: Sequence[int]
+    temporal_downsample: Sequence[bool]
+    num_res_blocks: int
+    num_groups: int
+    latent_dim: int
+    spatial_dims: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        d = self.spatial_dims
+        x = Conv(self.filters, _kernel(d), use_bias=False, name="conv_in")(x)
+        for level, multiplier in enumerate(self.channel_multipliers):
+            for i in range(self.num_res_blocks):
+                x = ResBlock(self.filters * multiplier, self.num_groups, d,
+                             name=f"down{level}_block{i}")(x)
+            if level < len(self.channel_multipliers) - 1:
+                x = downsample(x, d, bool(self.temporal_downsample[level]))
+        for i in range(self.num_res_blocks):
+            x = ResBlock(x.shape[-1], self.num_groups, d, name=f"mid_block{i}")(x)
+        x = nn.swish(nn.GroupNorm(self.num_groups, name="norm_out")(x))
+        return Conv(self.latent_dim, _kernel(d, 1), name="conv_out")(x)
+
+
+class Decoder(nn.Module):
+    filters: int
+    channel_multipliers: Sequence[int]
+    temporal_downsample: Sequence[bool]
+    num_res_blocks: int
+    num_groups: int
+    out_channels: int = 3
+    spatial_dims: int = 3
+
+    @nn.compact
+    def __call__(self, z):
+        d = self.spatial_dims
+        top = self.filters * self.channel_multipliers[-1]
+        x = Conv(top, _kernel(d), name="conv_in")(z)
+        for i in range(self.num_res_blocks):
+            x = ResBlock(top, self.num_groups, d, name=f"mid_block{i}")(x)
+        for level in reversed(range(len(self.channel_multipliers))):
+            filters = self.filters * self.channel_multipliers[level]
+            for i in range(self.num_res_blocks):
+                x = ResBlock(filters, self.num_groups, d, name=f"up{level}_block{i}")(x)
+            if level > 0:
+                x = upsample(x, d, bool(self.temporal_downsample[level - 1]))
+                x = Conv(filters, _kernel(d), name=f"up{level}_conv")(x)
+        x = nn.swish(nn.GroupNorm(self.num_groups, name="norm_out")(x))
+        return Conv(self.out_channels, _kernel(d), name="conv_out")(x)
+
+
+class VQModel(nn.Module):
+    """Encoder -> quantizer -> decoder. Pixels in [0, 1]; `spatial_dims` 3 (video) or 2 (image)."""
+    config: ml_collections.ConfigDict   # the tokenizer `model` section
+    spatial_dims: int = 3
+
+    def setup(self):
+        c = self.config
+        common = dict(filters=c.filters, channel_multipliers=tuple(c.channel_multipliers),
+                      temporal_downsample=tuple(c.temporal_downsample),
+                      num_res_blocks=c.num_res_blocks, num_groups=c.num_groups,
+                      spatial_dims=self.spatial_dims)
+        self.encoder = Encoder(latent_dim=quantizers.latent_dim(c), **common)
+        self.quantizer = quantizers.build(c)
+        self.decoder = Decoder(**common)
+
+    def encode(self, x):
+        """Returns (quantized latents, ids, quantizer losses/metrics dict)."""
+        return self.quantizer(self.encoder(x))
+
+    def decode(self, quantized):
+        return self.decoder(quantized)
+
+    def decode_ids(self, ids):
+        return self.decoder(self.quantizer.embed(ids))
+
+    def __call__(self, x):
+        quantized, ids, aux = self.encode(x)
+        return self.decode(quantized), ids, aux
+
+
+def downsampling_factors(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+    """(time, height, width) factors from the clip to the token grid."""
+    levels = len(config.channel_multipliers) - 1
+    temporal = 2 ** sum(bool(t) for t in tuple(config.temporal_downsample)[:levels])
+    return temporal, 2 ** levels, 2 ** levels
+
+
+def grid_shape(config: ml_collections.ConfigDict, clip_shape) -> tuple[int, int, int]:
+    factors = downsampling_factors(config)
+    return tuple(int(s) // f for s, f in zip(clip_shape, factors))
+
+
+def init_params(config: ml_collections.ConfigDict, clip_shape, rng, spatial_dims: int = 3):
+    """Parameters of the VQ model for one clip (or frame, spatial_dims=2) of the given shape."""
+    shape = (1, *clip_shape, 3) if spatial_dims == 3 else (1, *clip_shape[-2:], 3)
+    return VQModel(config, spatial_dims).init(rng, jnp.zeros(shape, jnp.float32))["params"]
+
+
+def abstract_params(config, clip_shape, spatial_dims: int = 3):
+    return jax.eval_shape(lambda: init_params(config, clip_shape, jax.random.PRNGKey(0),
+                                              spatial_dims))

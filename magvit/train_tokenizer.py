@@ -1,0 +1,165 @@
+"""Trains the 3D-VQ tokenizer on raw-clip TFRecords; resumes from the work directory.
+
+    python -m magvit.train_tokenizer --config=tiny --data='out/clips/train-*' --workdir=runs/tok \
+        [--eval_data='out/clips/test-*'] [--config.tokenizer.training.num_train_steps=1000]
+
+Writes <workdir>/config.json, <workdir>/checkpoints/<step>/ (train state + data position),
+TensorBoard scalars under <workdir>/train and <workdir>/eval, and <workdir>/eval_metrics.json
+(PSNR, SSIM, codebook usage/perplexity of the EMA model on the held-out clips). With
+`--config.tokenizer.loss.perceptual_weights=/path/resnet50_weights_tf_dim_ordering_tf_kernels.h5`
+the generator also minimises the ResNet-50 perceptual loss (`train/perceptual_loss`).
+`magvit.tokenizer.api.Tokenizer.load(workdir)` then gives the trained tokenizer.
+"""
+import functools
+import json
+import os
+import sys
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from magvit import checkpoints, data, train_utils
+from magvit.configs.flags import define_config_flag, normalize_argv
+from magvit.metrics import reconstruction
+from magvit.tokenizer import inflation
+from magvit.tokenizer import train_step as train_step_lib
+from magvit.tokenizer.quantizers import codebook_size
+
+EVAL_METRICS_FILE = "eval_metrics.json"
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled(tokenizer_json: str, device_ids: tuple[int, ...]):
+    """Models and jitted steps per (tokenizer config, devices), reused across `train` calls."""
+    config = ml_collections.ConfigDict(json.loads(tokenizer_json))
+    models = train_step_lib.Models(config)
+    mesh = train_utils.make_mesh([d for d in jax.devices() if d.id in device_ids])
+    steps = {gan: train_step_lib.jit_train_step(models, mesh, gan) for gan in (False, True)}
+    reconstruct = jax.jit(functools.partial(train_step_lib.reconstruct, models))
+    return models, mesh, steps, reconstruct
+
+
+def _setup(tokenizer_config):
+    return _compiled(tokenizer_config.to_json(sort_keys=True), tuple(d.id for d in jax.devices()))
+
+
+def _initial_state(models, config, mesh):
+    state = models.init(jax.random.PRNGKey(config.seed))
+    source = config.tokenizer.model.init_from_2d
+    if source:
+        params = inflation.inflate_params(inflation.load_2d_params(source), state.params,
+                                          config.tokenizer.model.inflation)
+        state = state.replace(params=params, ema_params=jax.tree.map(np.array, params),
+                              opt_state=models.optimizer.init(params))
+    return train_utils.replicate(state, mesh)
+
+
+def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed: int = 0) -> dict:
+    """Reconstruction metrics of `params` on the clips of `pattern` (one pass, or `max_batches`)."""
+    _, mesh, _, reconstruct = _setup(tokenizer_config)
+    batch_size = tokenizer_config.training.batch_size
+    clips = data.ResumableIterator(pattern, data.clip_parser(tokenizer_config.clip_shape),
+                                   batch_size, seed=seed, train=False, flag="eval_data")
+    params = train_utils.replicate(params, mesh)
+    psnrs, ssims, ids_all = [], [], []
+    for i, batch in enumerate(clips):
+        if max_batches and i >= max_batches:
+            break
+        frames = batch["frames"]
+        n = len(frames)
+        padded = np.concatenate([frames, np.repeat(frames[-1:], batch_size - n, 0)])
+        recon, ids = reconstruct(params, train_utils.shard_batch(padded, mesh))
+        recon, ids = np.asarray(recon)[:n], np.asarray(ids)[:n]
+        psnrs.append(reconstruction.psnr(frames, recon).mean(axis=1))
+        ssims.append(reconstruction.ssim(frames, recon).mean(axis=1))
+        ids_all.append(ids)
+    if not psnrs:
+        raise ValueError(f"--eval_data={pattern!r}: no clips")
+    ids = np.concatenate(ids_all)
+    return {"psnr": float(np.mean(np.concatenate(psnrs))),
+            "ssim": float(np.mean(np.concatenate(ssims))), "num_clips": int(len(ids)),
+            **reconstruction.codebook_usage(ids, codebook_size(tokenizer_config.model))}
+
+
+def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
+          eval_pattern: str | None = None) -> dict:
+    """Trains (or resumes) to `tokenizer.training.num_train_steps`; returns the final metrics."""
+    tcfg = config.tokenizer
+    training = tcfg.training
+    models, mesh, steps, _ = _setup(tcfg)
+    logging.info("perceptual loss: %s", (
+        f"on, weight {tcfg.loss.perceptual_weight}, ResNet-50 {tcfg.loss.perceptual_weights}"
+        if models.perceptual_variables is not None
+        else "off (tokenizer.loss.perceptual_weights is empty)"))
+    train_utils.check_batch_size(training.batch_size, mesh, "tokenizer.training.batch_size")
+    checkpoints.save_config(config, workdir)
+    checkpointer = checkpoints.Checkpointer(workdir, training.max_checkpoints_to_keep,
+                                            training.checkpoint_every_steps)
+    state = _initial_state(models, config, mesh)
+    meta = {}
+    if checkpointer.latest_step() is not None:
+        state, meta = checkpointer.restore(state)
+    start = int(jax.device_get(state.step))
+    total = int(training.num_train_steps)
+    clips = data.ResumableIterator(train_pattern, data.clip_parser(tcfg.clip_shape),
+                                   training.batch_size, seed=config.seed,
+                                   shuffle_buffer=training.shuffle_buffer,
+                                   position=meta.get("data_position"))
+    writer = train_utils.MetricWriter(os.path.join(workdir, "train"))
+    bar = train_utils.progress_bar(total, start, desc="tokenizer")
+    metrics, last_log, last_time = {}, start, time.time()
+    for step in range(start, total):
+        batch = train_utils.shard_batch({"frames": next(clips)["frames"]}, mesh)
+        state, device_metrics = steps[step >= tcfg.loss.gan_start_step](state, batch)
+        done = step + 1
+        if done % training.log_every_steps == 0 or done == total:
+            metrics = train_utils.to_scalars(device_metrics)
+            now = time.time()
+            metrics["steps_per_sec"] = (done - last_log) / max(now - last_time, 1e-9)
+            last_log, last_time = done, now
+            writer.write_scalars(done, metrics)
+            bar.set_postfix(loss=f"{metrics['generator_loss']:.4f}", psnr=f"{metrics['psnr']:.2f}")
+        checkpointer.save(done, state, {"data_position": clips.position.to_dict()},
+                          force=done == total)
+        bar.update(1)
+    bar.close()
+    checkpointer.close()
+    writer.close()
+    result = {"step": int(jax.device_get(state.step)),
+              **{f"train_{k}": v for k, v in metrics.items()}}
+    if eval_pattern:
+        eval_metrics = evaluate(tcfg, state.ema_params, eval_pattern, training.eval_batches,
+                                config.seed)
+        eval_writer = train_utils.MetricWriter(os.path.join(workdir, "eval"))
+        eval_writer.write_scalars(result["step"], eval_metrics)
+        eval_writer.close()
+        if jax.process_index() == 0:
+            with open(os.path.join(workdir, EVAL_METRICS_FILE), "w") as f:
+                json.dump({"step": result["step"], **eval_metrics}, f, indent=2)
+        result.update({f"eval_{k}": v for k, v in eval_metrics.items()})
+    return result
+
+
+def _define_flags():
+    """CLI flags, defined only when run as a program (importing this module defines none)."""
+    config = define_config_flag("tiny")
+    flags.DEFINE_string("data", None, "Glob(s) of raw-clip TFRecords to train on (comma-separated).")
+    flags.DEFINE_string("workdir", None, "Where checkpoints, config.json and TensorBoard logs go.")
+    flags.DEFINE_string("eval_data", None, "Glob(s) of held-out clip TFRecords for final metrics.")
+    flags.mark_flags_as_required(["data", "workdir"])
+    return config
+
+
+def main(argv, config_flag):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    result = train(config_flag.value, flags.FLAGS.data, flags.FLAGS.workdir, flags.FLAGS.eval_data)
+    print(json.dumps(result, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    _config_flag = _define_flags()
+    app.run(functools.partial(main, config_flag=_config_flag), argv=normalize_argv(sys.argv))

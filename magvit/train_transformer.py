@@ -1,0 +1,181 @@
+"""Trains MAGVIT's transformer with COMMIT on pre-tokenized clips.
+
+  python -m magvit.train_transformer --config=tiny --data='tokens/train-*.tfrecord' \
+      --tokenizer=runs/tokenizer --workdir=runs/transformer
+
+Each step samples one task per example (from `config.transformer.tasks`), takes the example's
+condition tokens (precomputed in the record, or built with the tokenizer and cached), and runs the
+jitted COMMIT step data-parallel over all devices. The run resumes from the latest checkpoint in
+`--workdir` (state, RNG and data position: a resumed run equals an uninterrupted one); the config
+is saved there as config.json, TensorBoard scalars under tensorboard/.
+"""
+import os
+import sys
+
+import jax
+import numpy as np
+
+from magvit import checkpoints, train_utils
+from magvit.token_data import describe, token_iterator
+from magvit.transformer import conditions, decoding, tasks as task_lib
+from magvit.transformer.model import build_model
+from magvit.transformer.train_step import TrainState, init_state, make_optimizer, make_train_step
+
+
+class TransformerSetup:
+    """Everything derived from (config, tokenizer): vocabulary, tasks, model, optimiser."""
+
+    def __init__(self, config, tokenizer):
+        tc = config.transformer
+        self.config = config
+        self.tokenizer = tokenizer
+        self.grid_shape = tuple(int(s) for s in tokenizer.grid_shape)
+        self.clip_frames = int(tokenizer.clip_shape[0])
+        self.num_tokens = int(np.prod(self.grid_shape))
+        self.tasks = task_lib.get_tasks(tc)
+        self.vocab = task_lib.Vocabulary(int(tokenizer.codebook_size),
+                                         int(config.dataset.num_classes), tuple(tc.tasks))
+        self.model = build_model(tc, self.vocab.size, task_lib.PREFIX_LENGTH + self.num_tokens)
+        self.optimizer = make_optimizer(tc.optimizer, int(tc.training.num_train_steps))
+
+    def init_state(self, seed: int) -> TrainState:
+        return init_state(self.model, self.optimizer, jax.random.PRNGKey(seed),
+                          task_lib.PREFIX_LENGTH + self.num_tokens)
+
+    def token_mask(self, task) -> np.ndarray:
+        return task.known_mask(self.grid_shape, self.clip_frames).reshape(-1)
+
+    def sample_tokens(self, params, prefix, cond_tokens, cond_mask, rng):
+        d = self.config.transformer.decoding
+        logits_fn = decoding.model_logits_fn(self.model, params, prefix, self.vocab.codebook_size)
+        return decoding.decode(logits_fn, rng, cond_tokens, cond_mask, mask_id=self.vocab.mask_id,
+                               num_steps=int(d.num_steps),
+                               choice_temperature=float(d.choice_temperature),
+                               mask_schedule=d.mask_schedule)
+
+
+def assemble_batch(setup: TransformerSetup, records: dict, step: int, builder,
+                   seed: int = 0) -> dict:
+    """Host-side batch of the COMMIT step: a task per example, its condition tokens and prefix."""
+    tokens = np.asarray(records["tokens"], np.int32)
+    batch = len(tokens)
+    rng = np.random.default_rng([seed, step])
+    choice = rng.integers(len(setup.tasks), size=batch)
+    cond_tokens = np.zeros((batch, setup.num_tokens), np.int32)
+    cond_mask = np.zeros((batch, setup.num_tokens), bool)
+    prefix = np.zeros((batch, task_lib.PREFIX_LENGTH), np.int32)
+    for index, task in enumerate(setup.tasks):
+        rows = np.flatnonzero(choice == index)
+        if not rows.size:
+            continue
+        precomputed = records.get(f"condition/{task.name}")
+        if precomputed is not None:
+            cond = np.asarray(precomputed)[rows]
+        else:
+            cond = builder.from_tokens(task, tokens[rows], records["clip_id"][rows])
+        cond_tokens[rows] = cond.reshape(len(rows), -1)
+        cond_mask[rows] = setup.token_mask(task)
+        prefix[rows] = setup.vocab.prefix(task, records["label"][rows])
+    return dict(tokens=tokens.reshape(batch, -1), cond_tokens=cond_tokens, cond_mask=cond_mask,
+                prefix=prefix)
+
+
+def _check_records(setup: TransformerSetup, info: dict, pattern: str) -> None:
+    if info["grid_shape"] != setup.grid_shape or info["codebook_size"] != setup.vocab.codebook_size:
+        raise ValueError(f"--data={pattern!r}: token grid {info['grid_shape']} / codebook "
+                         f"{info['codebook_size']} do not match the tokenizer's "
+                         f"{setup.grid_shape} / {setup.vocab.codebook_size}")
+    if info["tokenizer_id"] != setup.tokenizer.checkpoint_id:
+        raise ValueError(f"--data={pattern!r} was tokenized by tokenizer {info['tokenizer_id']}, "
+                         f"but --tokenizer is {setup.tokenizer.checkpoint_id}")
+
+
+def train(config, tokens_pattern: str, tokenizer_dir: str, workdir: str, *,
+          stop_at_step: int | None = None) -> dict:
+    """Trains (or resumes) the transformer; returns the last logged metrics plus `step`.
+
+    `stop_at_step` ends the run early (as if interrupted) without changing the schedule.
+    """
+    from magvit.tokenizer.api import Tokenizer
+    return train_with_tokenizer(config, tokens_pattern, Tokenizer.load(tokenizer_dir), workdir,
+                                stop_at_step=stop_at_step)
+
+
+def train_with_tokenizer(config, tokens_pattern: str, tokenizer, workdir: str, *,
+                         stop_at_step: int | None = None) -> dict:
+    setup = TransformerSetup(config, tokenizer)
+    tc = config.transformer
+    training = tc.training
+    info = describe(tokens_pattern, tuple(tc.tasks))
+    _check_records(setup, info, tokens_pattern)
+    if any(t.class_conditional for t in setup.tasks) and not config.dataset.num_classes:
+        raise ValueError("config.transformer.tasks has a class-conditional task but "
+                         "config.dataset.num_classes is 0")
+
+    mesh = train_utils.make_mesh()
+    train_utils.check_batch_size(training.batch_size, mesh, "config.transformer.training.batch_size")
+    checkpoints.save_config(config, workdir)
+    ckpt = checkpoints.Checkpointer(workdir, training.max_checkpoints_to_keep,
+                                    training.checkpoint_every_steps)
+    state = setup.init_state(config.seed)
+    meta = {}
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(state, default_sharding=train_utils.replicated(mesh))
+    state = train_utils.replicate(state, mesh)
+    step = int(state.step)
+    total = int(training.num_train_steps)
+    last = min(total, stop_at_step) if stop_at_step is not None else total
+
+    data = token_iterator(tokens_pattern, setup.grid_shape, training.batch_size,
+                          conditions=info["conditions"], seed=config.seed,
+                          shuffle_buffer=training.shuffle_buffer,
+                          position=meta.get("data_position"))
+    builder = conditions.ConditionTokens(tokenizer, training.condition_cache_size,
+                                         chunk=training.batch_size)
+    train_step = make_train_step(setup.model, setup.optimizer, tc, setup.vocab.codebook_size,
+                                 setup.vocab.mask_id)
+    writer = train_utils.MetricWriter(os.path.join(workdir, "tensorboard"))
+    bar = train_utils.progress_bar(total, step, desc="transformer")
+    scalars = dict(meta.get("metrics", {}))
+    try:
+        while step < last:
+            host = assemble_batch(setup, next(data), step, builder, config.seed)
+            state, metrics = train_step(state, train_utils.shard_batch(host, mesh))
+            step += 1
+            bar.update(1)
+            if step % training.log_every_steps == 0 or step == last:
+                scalars = train_utils.to_scalars(metrics)
+                scalars["tokens_per_step"] = float(host["tokens"].size)
+                writer.write_scalars(step, scalars)
+                bar.set_postfix(loss=f"{scalars['loss']:.3f}",
+                                masked=f"{scalars['masked_loss']:.3f}")
+            ckpt.save(step, state, dict(data_position=data.position.to_dict(), metrics=scalars,
+                                        tokenizer_id=tokenizer.checkpoint_id), force=step == last)
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+    return dict(scalars, step=step)
+
+
+def main(argv):
+    from absl import flags
+    flags_ = flags.FLAGS
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name in ("data", "tokenizer", "workdir"):
+        if not getattr(flags_, name):
+            raise ValueError(f"--{name} is required")
+    result = train(flags_.config, flags_.data, flags_.tokenizer, flags_.workdir)
+    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                   for k, v in sorted(result.items())))
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+    from magvit.configs.flags import define_config_flag, normalize_argv
+    define_config_flag()
+    flags.DEFINE_string("data", None, "Glob of token TFRecords (comma-separated globs allowed).")
+    flags.DEFINE_string("tokenizer", None, "Tokenizer work directory (magvit.train_tokenizer).")
+    flags.DEFINE_string("workdir", None, "Where checkpoints, config.json and TensorBoard go.")
+    app.run(main, argv=normalize_argv(sys.argv))

@@ -1,0 +1,90 @@
+"""The transformer's train state, optimiser and COMMIT training step (a pure, jitted function).
+
+A batch (numpy, built on the host by `magvit.train_transformer`) holds, per example:
+  tokens      int32 [B, N]  the clip's tokens (flattened t*h*w)
+  cond_tokens int32 [B, N]  the tokens of its task's condition video
+  cond_mask   bool  [B, N]  the interior condition tokens of its task
+  prefix      int32 [B, 2]  task token, class token
+The step samples a mask ratio per example (cosine schedule), builds the COMMIT input, and
+minimises the weighted, label-smoothed cross-entropy over the codebook.
+"""
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from magvit.train_utils import learning_rate_schedule
+from magvit.transformer import masking
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jnp.ndarray
+    params: dict
+    opt_state: optax.OptState
+    rng: jnp.ndarray
+
+
+def make_optimizer(optimizer_config, total_steps: int) -> optax.GradientTransformation:
+    """AdamW (decay on kernels only, as the official code), warm-up + cosine lr, clipping."""
+    lr = learning_rate_schedule(optimizer_config.learning_rate, optimizer_config.warmup_steps,
+                                total_steps)
+
+    def decay_mask(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+    return optax.chain(
+        optax.clip_by_global_norm(optimizer_config.grad_clip_norm),
+        optax.adamw(lr, b1=optimizer_config.b1, b2=optimizer_config.b2,
+                    weight_decay=optimizer_config.weight_decay, mask=decay_mask))
+
+
+def init_state(model, optimizer, rng, sequence_length: int) -> TrainState:
+    init_rng, rng = jax.random.split(rng)
+    params = model.init(init_rng, jnp.zeros((1, sequence_length), jnp.int32))["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=optimizer.init(params), rng=rng)
+
+
+def make_train_step(model, optimizer, transformer_config, codebook_size: int, mask_id: int):
+    """Returns a jitted (state, batch) -> (state, metrics)."""
+    weights = masking.loss_weights(transformer_config)
+    smoothing = float(transformer_config.label_smoothing)
+    method = transformer_config.mask_schedule
+
+    def loss_fn(params, batch, rng):
+        ratio_rng, mask_rng, dropout_rng = jax.random.split(rng, 3)
+        tokens, prefix = batch["tokens"], batch["prefix"]
+        ratio = masking.schedule(jax.random.uniform(ratio_rng, (tokens.shape[0],)), method,
+                                 tokens.shape[1])
+        commit = masking.commit_inputs(mask_rng, tokens, batch["cond_tokens"], batch["cond_mask"],
+                                       ratio, mask_id, weights)
+        inputs = jnp.concatenate([prefix, commit["inputs"]], axis=1)
+        segments = jnp.concatenate([jnp.zeros_like(prefix), commit["segment_ids"]], axis=1)
+        logits = model.apply({"params": params}, inputs, segments, deterministic=False,
+                             rngs={"dropout": dropout_rng})
+        logits = logits[:, prefix.shape[1]:, :codebook_size]
+        one_hot = jax.nn.one_hot(commit["targets"], codebook_size)
+        ce = optax.softmax_cross_entropy(logits, optax.smooth_labels(one_hot, smoothing))
+        w = commit["weights"]
+        loss = jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1e-8)
+        # The masked-token loss (plain cross-entropy at [MASK] inputs), comparable to log(K).
+        at_mask = commit["masked"] & ~batch["cond_mask"]
+        plain = optax.softmax_cross_entropy_with_integer_labels(logits, commit["targets"])
+        count = jnp.maximum(jnp.sum(at_mask), 1)
+        correct = jnp.argmax(logits, -1) == commit["targets"]
+        metrics = dict(loss=loss, masked_loss=jnp.sum(plain * at_mask) / count,
+                       masked_accuracy=jnp.sum(correct * at_mask) / count,
+                       mask_ratio=jnp.mean(ratio))
+        return loss, metrics
+
+    @jax.jit
+    def train_step(state: TrainState, batch: dict):
+        rng, step_rng = jax.random.split(state.rng)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch, step_rng)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics["grad_norm"] = optax.global_norm(grads)
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state, rng=rng), metrics
+
+    return train_step

@@ -1,0 +1,143 @@
+"""What every dataset reader shares: the listed video, the dead letter, the decodable source.
+
+A reader module (one per native layout) provides
+  SPLITS                          the split names it knows (None: any sub-folder name)
+  check(config)                   launch-time checks (root and label files exist); raises ValueError
+  list_videos(config, split)      yields `Video` (to decode) or `Failure` (missing file, unknown label)
+  read(video, config)             yields `Source`s: one per video file (`read_file`), or one per
+                                  trajectory of a BAIR tfrecord file (and a `Failure` for a bad
+                                  record inside it); raises VideoError for an unreadable file
+Files are found and read through tf.io.gfile, so a root on GCS works as well as a local one.
+"""
+import dataclasses
+import json
+import os
+from typing import Callable, Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from magvit import video_io
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".gif")
+
+
+class BadInput(video_io.VideoError):
+    """An input that cannot make clips, with the dead-letter `reason` (see `Failure`)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+    """One listed input: a video file (or, for BAIR, a file of trajectories)."""
+    path: str
+    split: str
+    label: int            # class index, -1 when unlabelled
+    label_name: str
+    video_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A dead letter: an input that was skipped, with why."""
+    path: str
+    split: str
+    stage: str            # list | decode | clip
+    reason: str           # missing_video | unknown_label | empty_file | decode_error | bad_record |
+                          # too_short | truncated
+    detail: str
+
+    def to_json(self) -> str:
+        return json.dumps(dict(path=self.path, stage=self.stage, reason=self.reason,
+                               detail=self.detail))
+
+
+@dataclasses.dataclass
+class Source:
+    """One decodable video. `frames()` streams (a generator of) RGB uint8 frames already scaled
+    so that their shorter side is `dataset.resolution`; `count_frames()` counts them without
+    decoding; `declared_frames` is the count the container declares (0: unknown)."""
+    video: Video
+    fps: float
+    frames: Callable[[], Iterator[np.ndarray]]
+    count_frames: Callable[[], int]
+    declared_frames: int = 0
+
+
+def split_names(config) -> list[str]:
+    """The comma-separated `dataset.split` as a list (order kept, duplicates dropped)."""
+    names = [s.strip() for s in config.split.split(",") if s.strip()]
+    if not names:
+        raise ValueError(f"dataset.split is empty ({config.split!r}); name at least one split")
+    return list(dict.fromkeys(names))
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def exists(path: str) -> bool:
+    return tf.io.gfile.exists(path)
+
+
+def isdir(path: str) -> bool:
+    return tf.io.gfile.isdir(path)
+
+
+def join(*parts: str) -> str:
+    return os.path.join(*parts)
+
+
+def require(path: str, what: str) -> None:
+    """Raises ValueError naming `path` (and what it should be) if it does not exist."""
+    if not exists(path):
+        raise ValueError(f"{path}: not found; expected {what} (check --config.dataset.root)")
+
+
+def read_text(path: str) -> str:
+    with tf.io.gfile.GFile(path, "r") as f:
+        return f.read()
+
+
+def list_files(root: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
+    """Every file under `root` (recursively) whose name ends with one of `extensions`, sorted."""
+    found = []
+    for directory, _, files in tf.io.gfile.walk(root):
+        found.extend(join(directory, name) for name in files if name.lower().endswith(extensions))
+    return sorted(found)
+
+
+def stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def index_by_stem(root: str, extensions=VIDEO_EXTENSIONS) -> dict[str, str]:
+    """{file name without extension: path} of the videos under `root` (first path wins)."""
+    index = {}
+    for path in list_files(root, extensions):
+        index.setdefault(stem(path), path)
+    return index
+
+
+def _open(path: str):
+    """A local path as is (PyAV opens it); a remote one as a binary file object."""
+    return tf.io.gfile.GFile(path, "rb") if is_remote(path) else path
+
+
+def read_file(video: Video, config) -> Iterator[Source]:
+    """The `read` of the file-based readers: one Source per video file, decoded with PyAV."""
+    try:
+        info = video_io.video_info(_open(video.path))
+    except video_io.VideoError as e:
+        if tf.io.gfile.stat(video.path).length == 0:
+            raise BadInput("empty_file", f"{video.path}: empty file (0 bytes)") from e
+        raise
+    yield Source(
+        video=video, fps=info["fps"] or config.fps_when_unknown,
+        frames=lambda: video_io.iter_frames(_open(video.path), config.resolution,
+                                            config.resize_filter),
+        count_frames=lambda: video_io.count_frames(_open(video.path)),
+        declared_frames=info["frames"])

@@ -1,0 +1,276 @@
+"""Beam job: FVD of generated clips against real clips, plus PSNR / SSIM of paired reconstructions.
+
+Both inputs are clip TFRecords (`tfrecords_schemas/clip.py`). Each side is parsed, batched, run
+through I3D under the eval config's protocol and reduced to streaming statistics (a CombineFn over
+`frechet.RunningStats`), so memory stays at one batch plus 400x400 matrices whatever the count.
+Generated clips whose `video_id@clip_start` matches a real clip (tokenizer reconstructions) are
+also scored with PSNR and SSIM (`magvit.metrics.reconstruction`). LPIPS is not computed (no LPIPS
+network or weights in this build) and metrics.json says so. Records that fail to parse go to
+`<out>/dead_letter.jsonl` as {"path", "stage", "reason", "detail"}; the job goes on.
+
+With `eval.reference_stats` set, the real side's statistics are read from that `.npz` when it
+exists (and matches the protocol, weights and clip length) or computed and written there.
+
+    python -m pipelines.evaluate --real='data/ucf/test-*.tfrecord' \
+        --generated='runs/x/samples-*.tfrecord' --i3d_weights=/models/i3d-kinetics-400_1 \
+        --out=runs/x/eval [--config=ucf101_b --config.eval.batch_size=16] [beam options]
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import apache_beam as beam
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from magvit.configs.flags import define_config_flag, normalize_argv
+from magvit.metrics import frechet, fvd, reconstruction
+from tfrecords_schemas import clip as clip_schema
+
+DEAD_LETTER = "dead_letter"
+_LPIPS_STATUS = "not computed: this build has no LPIPS network to load local weights into"
+
+
+class _ParseClip(beam.DoFn):
+    """(filename, serialized clip) -> (clip key, uint8 frames); bad records -> dead letters."""
+
+    def __init__(self, side: str):
+        self._side = side
+
+    def process(self, element):
+        filename, serialized = element
+        try:
+            clip_schema.check_clip(serialized)
+            parsed = clip_schema.parse_clip(serialized)
+            key = f"{parsed['video_id'].numpy().decode()}@{int(parsed['clip_start'])}"
+            yield key, parsed["frames"].numpy()
+        except (ValueError, tf.errors.OpError) as e:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, json.dumps({
+                "path": filename, "stage": f"evaluate/{self._side}",
+                "reason": "bad_clip_record", "detail": f"{type(e).__name__}: {e}"[:1000]}))
+
+
+class _I3DFeatures(beam.DoFn):
+    """Batches of uint8 clips -> (I3D features [n, 400], frame count), one evaluator per worker."""
+
+    def __init__(self, eval_config: dict):
+        self._eval_config = eval_config
+        self._evaluator = None
+
+    def setup(self):
+        self._evaluator = fvd.FVD.from_config(ml_collections.ConfigDict(self._eval_config))
+
+    def process(self, batch):
+        by_shape = {}
+        for frames in batch:
+            by_shape.setdefault(frames.shape, []).append(frames)
+        for shape, clips in by_shape.items():
+            yield self._evaluator.features(np.stack(clips)), shape[0]
+
+
+class _StatsCombineFn(beam.CombineFn):
+    """(features, frame count) -> (RunningStats or None, sorted frame counts seen)."""
+
+    def create_accumulator(self):
+        return None, set()
+
+    def add_input(self, accumulator, element):
+        stats, frame_counts = accumulator
+        features, num_frames = element
+        stats = stats or frechet.RunningStats(features.shape[1])
+        return stats.update(features), frame_counts | {num_frames}
+
+    def merge_accumulators(self, accumulators):
+        merged, frame_counts = None, set()
+        for stats, counts in accumulators:
+            frame_counts |= counts
+            if stats is not None:
+                merged = stats if merged is None else merged.merge(stats)
+        return merged, frame_counts
+
+    def extract_output(self, accumulator):
+        return accumulator[0], sorted(accumulator[1])
+
+
+def _paired_scores(element):
+    """(key, {"real": [frames], "generated": [frames]}) -> (psnr, ssim) of a reconstruction."""
+    _, grouped = element
+    if len(grouped["real"]) == 1 and len(grouped["generated"]) == 1:
+        real, generated = grouped["real"][0], grouped["generated"][0]
+        if real.shape == generated.shape:
+            yield (float(np.mean(reconstruction.psnr(real, generated))),
+                   float(np.mean(reconstruction.ssim(real, generated))))
+
+
+class _MeanPairsCombineFn(beam.CombineFn):
+    def create_accumulator(self):
+        return 0.0, 0.0, 0
+
+    def add_input(self, accumulator, element):
+        return accumulator[0] + element[0], accumulator[1] + element[1], accumulator[2] + 1
+
+    def merge_accumulators(self, accumulators):
+        return tuple(sum(values) for values in zip(*accumulators))
+
+    def extract_output(self, accumulator):
+        psnr_sum, ssim_sum, count = accumulator
+        return {"psnr": psnr_sum / count if count else None,
+                "ssim": ssim_sum / count if count else None, "num_pairs": count}
+
+
+def _check_pattern(flag: str, pattern: str) -> None:
+    if not pattern:
+        raise ValueError(f"--{flag} is required: a file pattern of clip TFRecords")
+    if not tf.io.gfile.glob(pattern):
+        raise ValueError(f"--{flag}={pattern}: no files match")
+
+
+def _read_clips(pipeline, side: str, pattern: str):
+    parsed = (pipeline
+              | f"{side}/pattern" >> beam.Create([pattern])
+              | f"{side}/read" >> beam.io.ReadAllFromTFRecord(with_filename=True)
+              | f"{side}/parse" >> beam.ParDo(_ParseClip(side)).with_outputs(DEAD_LETTER,
+                                                                            main="clips"))
+    return parsed.clips, parsed[DEAD_LETTER]
+
+
+def _statistics(clips, side: str, eval_config):
+    return (clips
+            | f"{side}/frames" >> beam.Values()
+            | f"{side}/batch" >> beam.BatchElements(min_batch_size=eval_config.batch_size,
+                                                    max_batch_size=eval_config.batch_size)
+            | f"{side}/i3d" >> beam.ParDo(_I3DFeatures(eval_config.to_dict()))
+            | f"{side}/stats" >> beam.CombineGlobally(_StatsCombineFn()))
+
+
+def _frame_count(side: str, frame_counts: list[int]) -> int:
+    if len(frame_counts) != 1:
+        raise ValueError(f"{side} clips must all have one frame count for FVD, found "
+                         f"{frame_counts or 'no valid clips'}")
+    return frame_counts[0]
+
+
+def _write_reference(real, eval_config, source: str):
+    stats, frame_counts = real
+    fvd.save_reference_stats(eval_config.reference_stats, stats, fvd.FVD.from_config(eval_config),
+                             _frame_count("real", frame_counts), source)
+
+
+def _metrics(_, real, generated, paired, num_dead, info: dict) -> str:
+    real_stats, real_frames = real
+    generated_stats, generated_frames = generated
+    num_frames = _frame_count("generated", generated_frames)
+    if _frame_count("real", real_frames) != num_frames:
+        raise ValueError(f"real clips have {real_frames[0]} frames, generated clips {num_frames}: "
+                         f"FVD compares clips of one length")
+    if min(real_stats.count, generated_stats.count) < 2:
+        raise ValueError("FVD needs at least 2 valid real and 2 valid generated clips; see "
+                         f"{info['dead_letter']} for rejected records")
+    report = fvd.fvd_report(real_stats, generated_stats, info["evaluator"], num_frames)
+    report.update(paired)
+    report.update({k: v for k, v in info.items() if k != "evaluator"})
+    report.update(lpips=None, lpips_status=_LPIPS_STATUS, num_dead_letters=int(num_dead))
+    return json.dumps(report, indent=2, sort_keys=True)
+
+
+def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir: str,
+                 beam_args: list[str] | None = None) -> dict:
+    """Runs the evaluation job and returns the metrics, also written to `<out_dir>/metrics.json`."""
+    _check_pattern("real", real_pattern)
+    _check_pattern("generated", generated_pattern)
+    evaluator = fvd.FVD.from_config(eval_config)  # refuses missing weights before any work
+    cache = eval_config.reference_stats
+    cached = fvd.load_reference_stats(cache, evaluator) if cache else None
+    tf.io.gfile.makedirs(out_dir)
+    metrics_path = os.path.join(out_dir, "metrics.json")
+    info = {"evaluator": evaluator.describe(), "real_pattern": real_pattern,
+            "generated_pattern": generated_pattern, "reference_stats": cache,
+            "reference_stats_cached": cached is not None,
+            "dead_letter": os.path.join(out_dir, DEAD_LETTER + ".jsonl")}
+    with beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
+        real_clips, real_dead = _read_clips(pipeline, "real", real_pattern)
+        generated_clips, generated_dead = _read_clips(pipeline, "generated", generated_pattern)
+        if cached is None:
+            real = _statistics(real_clips, "real", eval_config)
+            if cache:
+                _ = real | "real/cache" >> beam.Map(_write_reference, eval_config, real_pattern)
+        else:
+            real = pipeline | "real/cached" >> beam.Create([(cached[0], [cached[1]])])
+        generated = _statistics(generated_clips, "generated", eval_config)
+        paired = ({"real": real_clips, "generated": generated_clips}
+                  | "pairs/join" >> beam.CoGroupByKey()
+                  | "pairs/score" >> beam.FlatMap(_paired_scores)
+                  | "pairs/mean" >> beam.CombineGlobally(_MeanPairsCombineFn()))
+        dead = (real_dead, generated_dead) | "dead/flatten" >> beam.Flatten()
+        _ = dead | "dead/write" >> beam.io.WriteToText(
+            os.path.join(out_dir, DEAD_LETTER), file_name_suffix=".jsonl", num_shards=1,
+            shard_name_template="")
+        num_dead = dead | "dead/count" >> beam.combiners.Count.Globally()
+        _ = (pipeline
+             | "metrics/start" >> beam.Create([None])
+             | "metrics/compute" >> beam.Map(
+                 _metrics, beam.pvalue.AsSingleton(real), beam.pvalue.AsSingleton(generated),
+                 beam.pvalue.AsSingleton(paired), beam.pvalue.AsSingleton(num_dead), info)
+             | "metrics/write" >> beam.io.WriteToText(
+                 os.path.join(out_dir, "metrics"), file_name_suffix=".json", num_shards=1,
+                 shard_name_template=""))
+    with tf.io.gfile.GFile(metrics_path) as f:
+        return json.load(f)
+
+
+def _define_flags():
+    """CLI flags, defined only when run as a program (importers keep their own --config)."""
+    flags.DEFINE_string("real", None, "File pattern of real clip TFRecords.")
+    flags.DEFINE_string("generated", None, "File pattern of generated clip TFRecords.")
+    flags.DEFINE_string("out", None, "Output directory for metrics.json and dead_letter.jsonl.")
+    flags.DEFINE_string("i3d_weights", None, "Local TF-Hub i3d-kinetics-400 module directory or "
+                        "kinetics-i3d checkpoint (overrides eval.i3d_weights).")
+    flags.DEFINE_bool("allow_random_i3d", None, "Random I3D features: smoke tests only, marked "
+                      "in metrics.json (overrides eval.allow_random_i3d).")
+    flags.DEFINE_string("reference_stats", None, "Cache .npz of the real clips' I3D statistics "
+                        "(overrides eval.reference_stats).")
+    return define_config_flag()
+
+
+def _summary(metrics: dict) -> str:
+    lines = [f"FVD {metrics['fvd']:.3f}  ({metrics['num_generated']} generated vs "
+             f"{metrics['num_real']} real clips of {metrics['num_frames']} frames, protocol "
+             f"{metrics['protocol']}, I3D {metrics['i3d_weights']})"]
+    if metrics["num_pairs"]:
+        lines.append(f"PSNR {metrics['psnr']:.3f} dB  SSIM {metrics['ssim']:.4f}  "
+                     f"({metrics['num_pairs']} paired reconstructions)")
+    lines.append(f"LPIPS {metrics['lpips_status']}")
+    lines.append(f"dead letters: {metrics['num_dead_letters']} ({metrics['dead_letter']})")
+    if metrics.get("warning"):
+        lines.append(f"WARNING: {metrics['warning']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    config = flags.FLAGS["config"].value.eval
+    with config.unlocked():
+        for key in ("i3d_weights", "allow_random_i3d", "reference_stats"):
+            if flags.FLAGS[key].value is not None:
+                config[key] = flags.FLAGS[key].value
+    for name in ("real", "generated", "out"):
+        if not flags.FLAGS[name].value:
+            raise app.UsageError(f"--{name} is required")
+    metrics = run_evaluate(flags.FLAGS.real, flags.FLAGS.generated, config, flags.FLAGS.out,
+                           beam_args=argv[1:])
+    print(_summary(metrics))
+    print(f"metrics: {os.path.join(flags.FLAGS.out, 'metrics.json')}")
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl flags first; whatever it does not know is passed on to Beam."""
+    return flags.FLAGS(argv, known_only=True)
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main, argv=normalize_argv(sys.argv), flags_parser=_parse_flags)

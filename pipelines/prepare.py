@@ -1,0 +1,363 @@
+"""Beam job: a dataset in its native layout -> sharded TFRecords of clips (tfrecords_schemas.clip).
+
+For each split S of `dataset.split` it writes, under `<out_dir>/<dataset.name>/`:
+  S/clips-XXXXX-of-NNNNN.tfrecord   clip records (uint8 frames encoded as `dataset.image_format`)
+  S/failures-00000-of-00001.jsonl   dead letters {"path", "stage", "reason", "detail"}, one a line
+  stats.json                        per split: files listed, videos read, clips written, clips and
+                                    videos per class, failures by reason, source frame rates,
+                                    shard count; plus the dataset config of the run
+  schema.pbtxt                      the TFMD schema of the clip records
+
+The graph: list each split's videos (reader of `dataset.name`, pipelines/datasets) -> Reshuffle, so
+each video is its own unit of work -> decode (streaming PyAV) and cut clips (pipelines/clip_sampling)
+-> encode -> group by shard -> write. A clip goes to shard crc32(clip id) mod N and a shard's records
+are sorted by (video id, clip start), so the same input and config give byte-identical shards under
+any runner and worker count. N is `dataset.num_shards`, or ceil(listed videos / videos_per_shard).
+A shard is sorted in one worker's memory: keep shards to a few hundred MB (`videos_per_shard`).
+
+Command line (any Beam pipeline flag passes through):
+  python -m pipelines.prepare --config=ucf101_b --config.dataset.root=/data/ucf101 --out_dir=/data/out
+  ... --direct_running_mode=multi_processing --direct_num_workers=4           (local, N processes)
+  ... --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp \
+      --setup_file=./setup.py --out_dir=gs://B/out --config.dataset.root=gs://B/ucf101
+"""
+import json
+import logging
+import math
+import os
+import sys
+import time
+import uuid
+import zlib
+
+import apache_beam as beam
+import ml_collections
+import tensorflow as tf
+from absl import flags
+from apache_beam.options.pipeline_options import PipelineOptions
+from ml_collections import config_flags as ml_config_flags
+
+from magvit import video_io
+from magvit.configs import flags as config_flags
+from pipelines import clip_sampling, datasets
+from pipelines.datasets import common
+from tfrecords_schemas import clip as clip_schema
+from tfrecords_schemas.common import write_schema
+
+FAILURES = "failures"
+COUNTS = "counts"
+IMAGE_FORMATS = ("png", "jpeg")
+_CLIP_REASONS = ("too_short",)   # dead letters of the clip stage; the others are decode's
+
+
+# ----------------------------------------------------------------------------------------- layout
+def split_dir(dataset_dir: str, split: str) -> str:
+    return os.path.join(dataset_dir, split)
+
+
+def shard_path(dataset_dir: str, split: str, shard: int, num_shards: int) -> str:
+    return os.path.join(split_dir(dataset_dir, split), f"clips-{shard:05d}-of-{num_shards:05d}.tfrecord")
+
+
+def failures_path(dataset_dir: str, split: str) -> str:
+    return os.path.join(split_dir(dataset_dir, split), "failures-00000-of-00001.jsonl")
+
+
+def shard_count(config, listed: int) -> int:
+    return config.num_shards or max(1, math.ceil(listed / config.videos_per_shard))
+
+
+def shard_of(split: str, video_id: str, clip_start: int, num_shards: dict) -> tuple[str, int]:
+    return split, zlib.crc32(f"{video_id}@{clip_start}".encode()) % num_shards.get(split, 1)
+
+
+# ----------------------------------------------------------------------------------------- config
+def check_config(config) -> None:
+    """Raises ValueError naming the `--config.dataset.*` flag that is wrong, and why."""
+    reader = datasets.get_reader(config.name)
+    splits = common.split_names(config)
+    if reader.SPLITS is not None:
+        for split in splits:
+            if split not in reader.SPLITS:
+                raise ValueError(f"--config.dataset.split: {split!r} is not a split of "
+                                 f"{config.name}; expected one of {', '.join(reader.SPLITS)}")
+    for key in ("num_frames", "frame_stride", "resolution", "clips_per_video", "videos_per_shard"):
+        if config[key] < 1:
+            raise ValueError(f"--config.dataset.{key}={config[key]}: must be at least 1")
+    if config.num_shards < 0:
+        raise ValueError(f"--config.dataset.num_shards={config.num_shards}: must be >= 0 (0: automatic)")
+    choices = dict(clip_policy=clip_sampling.POLICIES, image_format=IMAGE_FORMATS,
+                   resize_filter=tuple(video_io.INTERPOLATIONS))
+    for key, allowed in choices.items():
+        if config[key] not in allowed:
+            raise ValueError(f"--config.dataset.{key}={config[key]!r}: expected one of "
+                             f"{', '.join(allowed)}")
+    if not config.root:
+        raise ValueError(f"--config.dataset.root is empty: give the folder holding {config.name} "
+                         f"in its native layout (only the demo dataset is generated)")
+    reader.check(config)
+
+
+def resolve_config(dataset_config, out_dir: str) -> ml_collections.ConfigDict:
+    """A checked copy of the dataset config; generates the demo videos when the demo has no root."""
+    config = ml_collections.ConfigDict(dataset_config.to_dict())
+    if config.name == "demo" and not config.root:
+        if common.is_remote(out_dir):
+            raise ValueError(f"--out_dir={out_dir}: the demo videos are generated on this machine; "
+                             f"give a local --out_dir or --config.dataset.root")
+        config.root = datasets.demo.generate_for(config, os.path.join(out_dir, "demo_videos"))
+    if config.root and not common.is_remote(config.root):
+        config.root = os.path.abspath(config.root)   # workers may run in another directory
+    check_config(config)
+    return config
+
+
+# ------------------------------------------------------------------------------------------ DoFns
+class ListVideos(beam.DoFn):
+    """split -> the split's Videos (main output) and listing Failures (tagged)."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def process(self, split):
+        for item in datasets.get_reader(self.config.name).list_videos(self.config, split):
+            if isinstance(item, common.Failure):
+                yield beam.pvalue.TaggedOutput(FAILURES, item)
+            else:
+                yield item
+
+
+class MakeClips(beam.DoFn):
+    """Video -> (split, video id, clip start, serialized clip record); Failures and stats counts
+    (((split, field[, key]), n) pairs) as tagged outputs. Bad input never raises."""
+
+    def __init__(self, config):
+        self.config = config
+        self.videos = beam.metrics.Metrics.counter("prepare", "videos_read")
+        self.clips = beam.metrics.Metrics.counter("prepare", "clips_written")
+        self.failed = beam.metrics.Metrics.counter("prepare", "failures")
+
+    def setup(self):
+        self.reader = datasets.get_reader(self.config.name)
+        self.done, self.started = 0, time.time()
+
+    def _failure(self, video, error: Exception):
+        reason = getattr(error, "reason", "decode_error")
+        if not isinstance(error, video_io.VideoError):
+            logging.exception("unexpected error on %s", video.path)
+            reason = "unexpected_error"
+        self.failed.inc()
+        stage = "clip" if reason in _CLIP_REASONS else "decode"
+        return beam.pvalue.TaggedOutput(FAILURES, common.Failure(
+            video.path, video.split, stage, reason, f"{type(error).__name__}: {error}"))
+
+    def process(self, video):
+        sources = self.reader.read(video, self.config)
+        while True:
+            try:
+                item = next(sources)
+            except StopIteration:
+                break
+            except Exception as e:  # pylint: disable=broad-except  (bad input must not stop the job)
+                yield self._failure(video, e)
+                break
+            if isinstance(item, common.Failure):
+                self.failed.inc()
+                yield beam.pvalue.TaggedOutput(FAILURES, item)
+            else:
+                yield from self._clips(item)
+        self.done += 1
+        if self.done % 100 == 0:
+            logging.info("prepare: %d videos in %.0f s on this worker", self.done,
+                         time.time() - self.started)
+
+    def _clips(self, source):
+        video, config, made, ok = source.video, self.config, 0, True
+        try:
+            for clip in clip_sampling.sample_clips(source, config):
+                record = clip_schema.build_clip(clip, config.image_format, config.jpeg_quality,
+                                                config.png_compression)
+                made += 1
+                # deterministic: map fields (the features) in key order, the same in every process
+                yield (video.split, clip.video_id, clip.clip_start,
+                       record.SerializeToString(deterministic=True))
+        except Exception as e:  # pylint: disable=broad-except
+            ok = False
+            yield self._failure(video, e)
+        self.videos.inc(ok)
+        self.clips.inc(made)
+        name = video.label_name or "(unlabelled)"
+        for key, n in [((video.split, "videos_read"), int(ok)),
+                       ((video.split, "clips_written"), made),
+                       ((video.split, "clips_per_class", name), made),
+                       ((video.split, "videos_per_class", name), int(ok)),
+                       ((video.split, "source_fps", f"{source.fps:g}"), 1)]:
+            yield beam.pvalue.TaggedOutput(COUNTS, (key, n))
+
+
+class WriteShard(beam.DoFn):
+    """((split, shard), {"keys": [...], "clips": [(video id, start, bytes)]}) -> a shard file,
+    records sorted by (video id, clip start); written to a temporary name, then renamed."""
+
+    def __init__(self, dataset_dir: str):
+        self.dataset_dir = dataset_dir
+
+    def process(self, element, num_shards):
+        (split, shard), grouped = element
+        records = sorted(grouped["clips"])
+        path = shard_path(self.dataset_dir, split, shard, num_shards.get(split, 1))
+        write_atomically(path, [record for _, _, record in records], tfrecord=True)
+        yield split, len(records)
+
+
+class WriteFailures(beam.DoFn):
+    """(split, {"keys": [...], "failures": [json line]}) -> the split's sorted failures file."""
+
+    def __init__(self, dataset_dir: str):
+        self.dataset_dir = dataset_dir
+
+    def process(self, element):
+        split, grouped = element
+        write_atomically(failures_path(self.dataset_dir, split), sorted(grouped["failures"]))
+
+
+def write_atomically(path: str, items, tfrecord: bool = False) -> None:
+    """Writes TFRecords (bytes) or text lines to a temporary file, then renames it to `path`."""
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    if tfrecord:
+        with tf.io.TFRecordWriter(temporary) as writer:
+            for item in items:
+                writer.write(item)
+    else:
+        with tf.io.gfile.GFile(temporary, "w") as f:
+            f.write("".join(line + "\n" for line in items))
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def write_stats(counts: dict, dataset_dir: str, config_dict: dict, splits: list[str],
+                num_shards: dict) -> None:
+    """Turns the summed ((split, field[, key]), n) counts into stats.json."""
+    stats = {"dataset": config_dict["name"], "config": config_dict, "splits": {}}
+    for split in splits:
+        n = num_shards.get(split, 1)
+        stats["splits"][split] = dict(
+            files_listed=0, videos_read=0, clips_written=0, failures=0, num_shards=n,
+            clips_pattern=shard_path(dataset_dir, split, 0, n).replace("00000-of", "*-of"),
+            failures_file=failures_path(dataset_dir, split),
+            clips_per_class={}, videos_per_class={}, failures_by_reason={}, source_fps={})
+    for (split, field, *key), n in counts.items():
+        if key:
+            stats["splits"][split][field][key[0]] = n
+        else:
+            stats["splits"][split][field] = n
+    for split_stats in stats["splits"].values():
+        split_stats["failures"] = sum(split_stats["failures_by_reason"].values())
+    stats["totals"] = {field: sum(s[field] for s in stats["splits"].values())
+                       for field in ("files_listed", "videos_read", "clips_written", "failures")}
+    with tf.io.gfile.GFile(os.path.join(dataset_dir, "stats.json"), "w") as f:
+        json.dump(stats, f, indent=1, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------------------- graph
+def build_pipeline(pipeline: beam.Pipeline, config, dataset_dir: str) -> None:
+    splits = common.split_names(config)
+    split_names = pipeline | "Splits" >> beam.Create(splits)
+    listed = split_names | "ListVideos" >> beam.ParDo(ListVideos(config)).with_outputs(
+        FAILURES, main="videos")
+    num_shards = beam.pvalue.AsDict(
+        listed.videos
+        | "SplitOfVideo" >> beam.Map(lambda video: (video.split, 1))
+        | "VideosPerSplit" >> beam.CombinePerKey(sum)
+        | "ShardCount" >> beam.Map(lambda kv: (kv[0], shard_count(config, kv[1]))))
+    made = (listed.videos
+            | "OneVideoPerWorkUnit" >> beam.Reshuffle()
+            | "MakeClips" >> beam.ParDo(MakeClips(config)).with_outputs(FAILURES, COUNTS,
+                                                                        main="clips"))
+    # Clips -> shards; every shard index gets a key, so empty shards are written too.
+    shard_keys = split_names | "ShardKeys" >> beam.FlatMap(
+        lambda split, n: [((split, i), None) for i in range(n.get(split, 1))], num_shards)
+    keyed_clips = made.clips | "KeyByShard" >> beam.Map(
+        lambda c, n: (shard_of(c[0], c[1], c[2], n), c[1:]), num_shards)
+    _ = ({"keys": shard_keys, "clips": keyed_clips}
+         | "GroupShards" >> beam.CoGroupByKey()
+         | "WriteShards" >> beam.ParDo(WriteShard(dataset_dir), num_shards))
+    # Dead letters, one sorted file per split (empty when nothing failed).
+    failures = (listed[FAILURES], made[FAILURES]) | "AllFailures" >> beam.Flatten()
+    _ = ({"keys": split_names | "FailureKeys" >> beam.Map(lambda split: (split, None)),
+          "failures": failures | "FailureLines" >> beam.Map(lambda f: (f.split, f.to_json()))}
+         | "GroupFailures" >> beam.CoGroupByKey()
+         | "WriteFailures" >> beam.ParDo(WriteFailures(dataset_dir)))
+    # stats.json
+    counts = (
+        (listed.videos | "CountListed" >> beam.Map(lambda v: ((v.split, "files_listed"), 1)),
+         failures | "CountFailures" >> beam.Map(lambda f: ((f.split, "failures_by_reason", f.reason), 1)),
+         made[COUNTS])
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombinePerKey(sum)
+        | "CountsDict" >> beam.combiners.ToDict())
+    _ = counts | "WriteStats" >> beam.Map(write_stats, dataset_dir, config.to_dict(), splits,
+                                          num_shards)
+
+
+def clear_outputs(dataset_dir: str, splits: list[str]) -> None:
+    """Removes the shards and failures files an earlier run left in the splits' folders."""
+    for split in splits:
+        for pattern in ("clips-*", "failures-*"):
+            for path in tf.io.gfile.glob(os.path.join(split_dir(dataset_dir, split), pattern)):
+                tf.io.gfile.remove(path)
+
+
+def run_prepare(dataset_config: ml_collections.ConfigDict, out_dir: str,
+                beam_args: list[str] | None = None) -> dict:
+    """Prepares the dataset of `dataset_config` under `<out_dir>/<name>/`; returns stats.json's
+    content plus `elapsed_s`. `beam_args` are Beam pipeline flags (--runner, ...)."""
+    if not common.is_remote(out_dir):
+        out_dir = os.path.abspath(out_dir)
+    config = resolve_config(dataset_config, out_dir)
+    dataset_dir = os.path.join(out_dir, config.name)
+    clear_outputs(dataset_dir, common.split_names(config))
+    write_schema(clip_schema.schema(), dataset_dir)
+    started = time.time()
+    with beam.Pipeline(options=PipelineOptions(list(beam_args or []))) as pipeline:
+        build_pipeline(pipeline, config, dataset_dir)
+    stats = json.loads(common.read_text(os.path.join(dataset_dir, "stats.json")))
+    stats["elapsed_s"] = round(time.time() - started, 3)
+    return stats
+
+
+def summary(stats: dict) -> str:
+    """A one-screen table of the run."""
+    lines = [f"{stats['dataset']}: {stats['totals']['clips_written']} clips from "
+             f"{stats['totals']['videos_read']} videos in {stats.get('elapsed_s', 0):.1f} s"]
+    for split, s in stats["splits"].items():
+        fps = ", ".join(f"{k} fps x{v}" for k, v in sorted(s["source_fps"].items())[:4])
+        lines.append(f"  {split:<10} listed {s['files_listed']:>7}  read {s['videos_read']:>7}  "
+                     f"clips {s['clips_written']:>8}  shards {s['num_shards']:>5}  "
+                     f"failures {s['failures']:>5}  ({fps})")
+        for reason, n in sorted(s["failures_by_reason"].items()):
+            lines.append(f"  {'':<10} {n:>7} {reason} -> {s['failures_file']}")
+        lines.append(f"  {'':<10} {s['clips_pattern']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> dict:
+    """`python -m pipelines.prepare --config=NAME --out_dir=DIR [--config.dataset.k=v] [Beam flags]`."""
+    flag_values = flags.FlagValues()   # own flag set: importing this module defines no global flags
+    flags.DEFINE_string("out_dir", None, "Where <dataset>/<split>/clips-*.tfrecord go.",
+                        flag_values=flag_values)
+    ml_config_flags.DEFINE_config_file("config", default=config_flags.config_path("tiny"),
+                                       flag_values=flag_values, lock_config=True)
+    argv = config_flags.normalize_argv(list(argv))
+    flag_values["config"]._sys_argv = argv  # pylint: disable=protected-access  (as parse_config)
+    beam_args = flag_values(argv, known_only=True)[1:]
+    if not flag_values.out_dir:
+        raise SystemExit("pipelines.prepare: --out_dir is required")
+    stats = run_prepare(flag_values.config.dataset, flag_values.out_dir, beam_args)
+    print(summary(stats))
+    return stats
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    main(sys.argv)

@@ -1,0 +1,321 @@
+"""Pre-tokenization: a Beam job that encodes clip records into token records with a trained 3D-VQ.
+
+    python -m pipelines.pretokenize --clips='out/demo/train/clips-*' --tokenizer=runs/tok \
+        --out=out/tokens --split=train --runner=DirectRunner
+
+Per split, reads `clips` (tfrecords_schemas.clip), encodes each clip with the tokenizer (loaded
+once per worker in `DoFn.setup` and shared across its threads; clips batched by `BatchElements`
+up to `batch_size`, padded to exactly `batch_size` so the jit-compiled encoder compiles once) and
+writes `<out>/<split>/tokens-*.tfrecord` (tfrecords_schemas.tokens: ids, grid shape, codebook size,
+label, source clip id, the tokenizer's checkpoint id) plus, for each task in `conditions`, the
+tokens of that task's condition video (e.g. frame prediction's padded first frame), so transformer
+training needs no tokenizer. Beside them: `stats.json` (clips encoded, failures, codebook usage,
+perplexity), `schema.pbtxt`, and the dead-letter `failures-*.jsonl` ({"path", "stage", "reason",
+"detail"}) holding the records of another schema or clip shape.
+
+A tokenizer whose clip shape is not that of most of the first clip records is refused up front.
+"""
+import json
+import os
+import sys
+
+import apache_beam as beam
+from apache_beam.utils import shared
+import numpy as np
+import tensorflow as tf
+
+from magvit.data import list_files
+from magvit.tokenizer.api import Tokenizer
+from magvit.transformer.tasks import get_task
+from pipelines.datasets.common import Failure
+from tfrecords_schemas import clip as clip_schema
+from tfrecords_schemas import common
+from tfrecords_schemas import tokens as tokens_schema
+
+STAGE = "pretokenize"
+TOKENS_PREFIX = "tokens"
+FAILURES_PREFIX = "failures"
+STATS_FILE = "stats.json"
+PEEK_RECORDS = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-record and per-batch work (plain functions, tested without Beam).
+
+class BadRecord(ValueError):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def record_shape(example: tf.train.Example) -> tuple[int, int, int]:
+    f = example.features.feature
+    return tuple(int(f[k].int64_list.value[0]) for k in ("num_frames", "height", "width"))
+
+
+def clip_decoder(clip_shape: tuple[int, int, int]):
+    """A function: serialized clip record -> decoded clip dict (see `decode_clip`).
+
+    The TF parsing runs as one compiled tf.function per record, not op by op.
+    """
+    clip_shape = tuple(int(s) for s in clip_shape)
+    parse = tf.function(lambda serialized: clip_schema.parse_clip(serialized, shape=clip_shape))
+    return lambda serialized: decode_clip(serialized, clip_shape, parse)
+
+
+def decode_clip(serialized: bytes, clip_shape: tuple[int, int, int], parse=None) -> dict:
+    """A clip record -> {frames uint8 [T,H,W,3], label, label_name, clip_id, dataset}.
+
+    Raises BadRecord(reason, detail) for a record of another schema ("schema"), another clip shape
+    ("shape") or undecodable frames ("decode"). `parse`: parse_clip at `clip_shape`, compiled.
+    """
+    try:
+        example = clip_schema.check_clip(serialized)
+    except common.SchemaError as e:
+        raise BadRecord("schema", str(e)) from e
+    shape = record_shape(example)
+    if shape != tuple(clip_shape):
+        raise BadRecord("shape", f"clip is {_dims(shape)} (T x H x W), the tokenizer encodes "
+                        f"{_dims(clip_shape)}")
+    try:
+        parsed = (parse or (lambda s: clip_schema.parse_clip(s, shape=tuple(clip_shape))))(
+            tf.constant(serialized))
+    except (tf.errors.InvalidArgumentError, ValueError) as e:
+        raise BadRecord("decode", str(e).splitlines()[0]) from e
+    video_id = parsed["video_id"].numpy().decode()
+    return {
+        "frames": parsed["frames"].numpy(),
+        "label": int(parsed["label"]),
+        "label_name": parsed["label_name"].numpy().decode(),
+        "clip_id": f"{video_id}@{int(parsed['clip_start'])}",
+        "dataset": parsed["dataset"].numpy().decode(),
+    }
+
+
+def encode_batch(tokenizer, clips: list[dict], batch_size: int, conditions=(),
+                 condition_frames: int = 1) -> list[tokens_schema.TokenGrid]:
+    """Encodes up to `batch_size` decoded clips (padded to exactly `batch_size`)."""
+    if not 0 < len(clips) <= batch_size:
+        raise ValueError(f"encode_batch takes 1 to {batch_size} clips, got {len(clips)}")
+    frames = np.stack([c["frames"] for c in clips])
+    padded = np.concatenate([frames, np.repeat(frames[-1:], batch_size - len(clips), axis=0)])
+    ids = np.asarray(tokenizer.encode(padded))[:len(clips)]
+    condition_ids = {}
+    for task in conditions:
+        video = get_task(task, condition_frames).condition_video(padded)
+        condition_ids[task] = np.asarray(tokenizer.encode(video))[:len(clips)]
+    return [tokens_schema.TokenGrid(
+        tokens=ids[i], codebook_size=tokenizer.codebook_size, tokenizer_id=tokenizer.checkpoint_id,
+        label=c["label"], label_name=c["label_name"], clip_id=c["clip_id"], dataset=c["dataset"],
+        conditions={task: v[i] for task, v in condition_ids.items()})
+        for i, c in enumerate(clips)]
+
+
+def token_stats(counts: np.ndarray, num_clips: int) -> dict:
+    """Codebook usage (fraction of codes used) and perplexity of a token-id histogram."""
+    total = counts.sum()
+    probs = counts / max(total, 1)
+    nonzero = probs[probs > 0]
+    return {"clips": int(num_clips), "tokens": int(total),
+            "codebook_usage": float(np.mean(counts > 0)),
+            "perplexity": float(np.exp(-np.sum(nonzero * np.log(nonzero))))}
+
+
+def check_tokenizer_matches(tokenizer, files: list[str]) -> None:
+    """Refuses a tokenizer whose clip shape is not that of most of the first clip records."""
+    shapes = []
+    for serialized in tf.data.TFRecordDataset(files[:4]).take(PEEK_RECORDS):
+        try:
+            shapes.append(record_shape(clip_schema.check_clip(serialized.numpy())))
+        except common.SchemaError:
+            continue
+    expected = tuple(tokenizer.clip_shape)
+    matching = sum(shape == expected for shape in shapes)
+    if shapes and 2 * matching <= len(shapes):
+        other = max(set(shapes), key=shapes.count)
+        raise ValueError(
+            f"tokenizer {tokenizer.checkpoint_id} encodes clips of {_dims(expected)} (T x H x W) "
+            f"but {shapes.count(other)} of the first {len(shapes)} clips in {files[0]} are "
+            f"{_dims(other)}: use a tokenizer trained at the clips' resolution")
+
+
+def _dims(shape) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam
+
+class DecodeClip(beam.DoFn):
+    """(path, serialized clip) -> decoded clip; bad records to the `failures` output."""
+
+    def __init__(self, clip_shape):
+        self._clip_shape = tuple(clip_shape)
+
+    def setup(self):
+        self._decode = clip_decoder(self._clip_shape)
+
+    def process(self, element):
+        path, serialized = element
+        try:
+            yield self._decode(serialized)
+        except BadRecord as e:
+            beam.metrics.Metrics.counter(STAGE, f"failures_{e.reason}").inc()
+            yield beam.pvalue.TaggedOutput("failures", Failure(
+                path=path, split="", stage=STAGE, reason=e.reason, detail=e.detail).to_json())
+
+
+class EncodeClips(beam.DoFn):
+    """Batches of decoded clips -> (serialized token record, token ids) per clip."""
+
+    def __init__(self, tokenizer_dir: str, batch_size: int, conditions, condition_frames: int,
+                 shared_handle: shared.Shared):
+        self._tokenizer_dir = tokenizer_dir
+        self._batch_size = batch_size
+        self._conditions = tuple(conditions)
+        self._condition_frames = condition_frames
+        self._shared = shared_handle
+
+    def setup(self):
+        self._tokenizer = self._shared.acquire(lambda: _SharedTokenizer(
+            Tokenizer.load(self._tokenizer_dir))).tokenizer
+
+    def process(self, clips):
+        grids = encode_batch(self._tokenizer, clips, self._batch_size, self._conditions,
+                             self._condition_frames)
+        beam.metrics.Metrics.counter(STAGE, "clips_encoded").inc(len(grids))
+        for grid in grids:
+            yield tokens_schema.build_tokens(grid).SerializeToString(), grid.tokens
+
+
+class _SharedTokenizer:
+    """Shared.acquire needs a weak-referenceable object."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+
+class HistogramFn(beam.CombineFn):
+    """(count of clips, histogram of token ids) over all clips."""
+
+    def __init__(self, codebook_size: int):
+        self._size = codebook_size
+
+    def create_accumulator(self):
+        return 0, np.zeros(self._size, np.int64)
+
+    def add_input(self, acc, ids):
+        return acc[0] + 1, acc[1] + np.bincount(np.asarray(ids).reshape(-1), minlength=self._size)
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        return sum(a[0] for a in accs), sum(a[1] for a in accs)
+
+    def extract_output(self, acc):
+        return token_stats(acc[1], acc[0])
+
+
+def _count(pcoll, label):
+    return pcoll | f"Count{label}" >> beam.combiners.Count.Globally()
+
+
+def build_split(p, split: str, files: list[str], tokenizer, tokenizer_dir: str, out_dir: str,
+                batch_size: int, conditions, condition_frames: int, num_shards: int,
+                shared_handle: shared.Shared) -> None:
+    split_dir = os.path.join(out_dir, split)
+    decoded = (p
+               | f"Files[{split}]" >> beam.Create(files)
+               | f"Read[{split}]" >> beam.io.ReadAllFromTFRecord(with_filename=True)
+               | f"Decode[{split}]" >> beam.ParDo(DecodeClip(tokenizer.clip_shape))
+               .with_outputs("failures", main="clips"))
+    encoded = (decoded.clips
+               | f"Batch[{split}]" >> beam.BatchElements(min_batch_size=batch_size,
+                                                         max_batch_size=batch_size)
+               | f"Encode[{split}]" >> beam.ParDo(EncodeClips(
+                   tokenizer_dir, batch_size, conditions, condition_frames, shared_handle)))
+    _ = (encoded
+         | f"Records[{split}]" >> beam.Keys()
+         | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+             os.path.join(split_dir, TOKENS_PREFIX), file_name_suffix=".tfrecord",
+             num_shards=num_shards))
+    _ = (decoded.failures
+         | f"WriteFailures[{split}]" >> beam.io.WriteToText(
+             os.path.join(split_dir, FAILURES_PREFIX), file_name_suffix=".jsonl"))
+    histogram = (encoded
+                 | f"Ids[{split}]" >> beam.Values()
+                 | f"Histogram[{split}]" >> beam.CombineGlobally(
+                     HistogramFn(tokenizer.codebook_size)))
+    failures = _count(decoded.failures, f"Failures[{split}]")
+    _ = (histogram
+         | f"Stats[{split}]" >> beam.Map(
+             lambda stats, n, info: json.dumps({**stats, "failures": n, **info}, sort_keys=True),
+             n=beam.pvalue.AsSingleton(failures),
+             info={"split": split, "tokenizer_id": tokenizer.checkpoint_id,
+                   "grid_shape": list(tokenizer.grid_shape),
+                   "codebook_size": int(tokenizer.codebook_size),
+                   "conditions": list(conditions)})
+         | f"WriteStats[{split}]" >> beam.io.WriteToText(
+             os.path.join(split_dir, STATS_FILE), shard_name_template=""))
+
+
+def run_pretokenize(splits: dict[str, str], tokenizer_dir: str, out_dir: str, *,
+                    batch_size: int = 8, conditions=(), condition_frames: int = 1,
+                    num_shards: int = 0, beam_args=None) -> dict:
+    """Encodes each split's clip records ({split: file pattern}) into `<out_dir>/<split>/`.
+
+    Returns {split: stats} (also written as `<out_dir>/<split>/stats.json`).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for task in conditions:
+        if not get_task(task, condition_frames).has_condition:
+            raise ValueError(f"task {task!r} has no condition video to tokenize")
+    tokenizer = Tokenizer.load(tokenizer_dir)
+    files = {split: list_files(pattern, flag="clips") for split, pattern in splits.items()}
+    for split_files in files.values():
+        check_tokenizer_matches(tokenizer, split_files)
+    shared_handle = shared.Shared()
+    options = beam.options.pipeline_options.PipelineOptions(list(beam_args or []))
+    with beam.Pipeline(options=options) as p:
+        for split, split_files in files.items():
+            build_split(p, split, split_files, tokenizer, tokenizer_dir, out_dir, batch_size,
+                        conditions, condition_frames, num_shards, shared_handle)
+    stats = {}
+    for split in files:
+        common.write_schema(tokens_schema.schema(), os.path.join(out_dir, split))
+        with tf.io.gfile.GFile(os.path.join(out_dir, split, STATS_FILE)) as f:
+            stats[split] = json.load(f)
+    return stats
+
+
+def main(argv=None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.pretokenize", description=__doc__.split("\n\n")[0],
+        epilog="Other flags are Beam pipeline options (--runner, --direct_num_workers, ...).")
+    parser.add_argument("--clips", required=True, help="clip TFRecords (glob, comma-separated)")
+    parser.add_argument("--tokenizer", required=True, help="trained tokenizer directory")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--split", default="train", help="split name (output subfolder)")
+    parser.add_argument("--batch_size", type=int, default=8, help="clips per encoder call")
+    parser.add_argument("--conditions", default="",
+                        help="comma-separated tasks whose condition videos to tokenize too")
+    parser.add_argument("--condition_frames", type=int, default=1,
+                        help="condition frames of frame prediction")
+    parser.add_argument("--num_shards", type=int, default=0, help="0: Beam decides")
+    args, beam_args = parser.parse_known_args(argv)
+    try:
+        stats = run_pretokenize(
+            {args.split: args.clips}, args.tokenizer, args.out, batch_size=args.batch_size,
+            conditions=tuple(c for c in args.conditions.split(",") if c),
+            condition_frames=args.condition_frames, num_shards=args.num_shards,
+            beam_args=beam_args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"pipelines.pretokenize: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

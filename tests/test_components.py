@@ -1,0 +1,187 @@
+"""Component plumbing: configs as execution parameters, artifact conventions, MLMD summary."""
+import json
+import os
+
+import pytest
+from tfx.types import standard_artifacts
+
+from components import artifacts, config_param
+from magvit.configs import get_config
+
+
+def test_config_param_round_trip_keeps_tuples_and_only_the_given_sections():
+    config = get_config("bair_b")
+    text = config_param.dumps(config, ("dataset", "tokenizer"))
+    assert set(json.loads(text)) == {"name", "seed", "dataset", "tokenizer"}
+    back = config_param.loads(text)
+    assert back.tokenizer.to_dict() == config.tokenizer.to_dict()
+    assert back.dataset.to_dict() == config.dataset.to_dict()
+    assert isinstance(back.tokenizer.model.channel_multipliers, tuple)
+    assert back.name == "bair_b" and "transformer" not in back
+
+
+def test_config_param_is_canonical_so_caching_sees_equal_configs_as_equal():
+    a, b = get_config("tiny"), get_config("tiny")
+    assert config_param.dumps(a, ("tokenizer",)) == config_param.dumps(b, ("tokenizer",))
+    b.transformer.model.num_layers = 3          # another section: same parameter
+    assert config_param.dumps(a, ("tokenizer",)) == config_param.dumps(b, ("tokenizer",))
+    b.tokenizer.model.filters = 8               # its own section: another parameter
+    assert config_param.dumps(a, ("tokenizer",)) != config_param.dumps(b, ("tokenizer",))
+
+
+def test_split_patterns_and_numbers_on_an_artifact(tmp_path):
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path)
+    artifacts.set_splits(examples, {"train": "demo/train/clips-*", "test": "demo/test/clips-*"})
+    assert artifacts.split_names(examples) == ["test", "train"]
+    assert artifacts.split_pattern(examples, "train") == os.path.join(str(tmp_path),
+                                                                      "demo/train/clips-*")
+    with pytest.raises(ValueError, match="has no split 'validation'; it has test, train"):
+        artifacts.split_pattern(examples, "validation")
+    artifacts.set_numbers(examples, {"train": {"clips": 12, "failures": 1}, "note": "x",
+                                     "nan": float("nan"), "ok": True})
+    assert examples.get_float_custom_property("train/clips") == 12.0
+    assert examples.get_float_custom_property("train/failures") == 1.0
+    assert not examples.has_custom_property("note") and not examples.has_custom_property("nan")
+    assert not examples.has_custom_property("ok")
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluator: its pieces without a trained model (the whole stage runs in test_pipeline_e2e).
+
+def _write_clips(path, labels):
+    import numpy as np
+    import tensorflow as tf
+    from tfrecords_schemas import clip as clip_schema
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i, label in enumerate(labels):
+            frames = np.full((8, 32, 32, 3), 10 * i, np.uint8)
+            writer.write(clip_schema.build_clip(clip_schema.Clip(
+                frames, 8.0, label, f"class{label}", f"video{i}", 8 * i, "demo")).SerializeToString())
+    return str(path)
+
+
+def test_evaluator_conditions_cycle_through_the_split_in_file_order(tmp_path):
+    from components import evaluator
+    pattern = _write_clips(tmp_path / "clips-0.tfrecord", [0, 1, 2])
+    got = list(evaluator.condition_clips(pattern, (8, 32, 32), 7))
+    assert [cycle for cycle, _ in got] == [0, 0, 0, 1, 1, 1, 2]
+    assert [c["video_id"].decode() for _, c in got] == ["video0", "video1", "video2"] * 2 + ["video0"]
+    assert got[4][1]["frames"].shape == (8, 32, 32, 3) and got[4][1]["frames"][0, 0, 0, 0] == 10
+    with pytest.raises(ValueError, match="clip shape differs"):
+        list(evaluator.condition_clips(pattern, (8, 16, 16), 1))
+    with pytest.raises(FileNotFoundError, match="config.eval.split"):
+        list(evaluator.condition_clips(str(tmp_path / "none-*"), (8, 32, 32), 1))
+    empty = _write_clips(tmp_path / "empty-0.tfrecord", [])
+    with pytest.raises(ValueError, match="empty-0.tfrecord .config.eval.split.: no clip"):
+        list(evaluator.condition_clips(empty, (8, 32, 32), 1))
+
+
+def test_evaluator_records_pair_only_first_samples_of_condition_clips(tmp_path):
+    """run_evaluate pairs records by video_id@clip_start: only the first sample of a condition clip
+    keeps its clip's key (PSNR / SSIM against the truth); later cycles and classes get their own."""
+    import numpy as np
+    from components import evaluator
+    from magvit.transformer import tasks
+    from tfrecords_schemas import clip as clip_schema
+    pattern = _write_clips(tmp_path / "clips-0.tfrecord", [3])
+    (_, clip), = evaluator.condition_clips(pattern, (8, 32, 32), 1)
+    frames = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    cases = [("frame_prediction", 0, "video0"), ("frame_prediction", 1, "frame_prediction/1/video0"),
+             ("class_conditional", 0, "class_conditional/0/video0")]
+    for name, cycle, video_id in cases:
+        parsed = clip_schema.parse_clip(evaluator.generated_record(
+            tasks.get_task(name), frames, clip, cycle), shape=(8, 32, 32))
+        assert parsed["video_id"].numpy().decode() == video_id
+        assert int(parsed["clip_start"]) == 0 and int(parsed["label"]) == 3
+        assert parsed["dataset"].numpy().decode() == f"generated/{name}"
+        np.testing.assert_array_equal(parsed["frames"].numpy(), frames)
+
+
+def test_evaluator_refuses_unlabelled_clips_for_class_conditional_and_too_few_samples(tmp_path):
+    from components import evaluator
+    from magvit.configs import get_config
+    from magvit.transformer import tasks
+    pattern = _write_clips(tmp_path / "clips-0.tfrecord", [-1])
+    (_, clip), = evaluator.condition_clips(pattern, (8, 32, 32), 1)
+    with pytest.raises(ValueError, match="class_conditional needs labelled clips"):
+        evaluator.sample_batch(None, tasks.get_task("class_conditional"), [clip], 4, seed=0)
+    eval_config = get_config("tiny").eval
+    eval_config.num_samples = 1
+    with pytest.raises(ValueError, match="--config.eval.num_samples=1: must be >= 2"):
+        evaluator.evaluate(None, pattern, eval_config, str(tmp_path / "out"))
+
+
+def _set_metrics(fvd, psnr=None, pairs=0, random_i3d=True):
+    return {"fvd": fvd, "psnr": psnr, "ssim": None if psnr is None else psnr / 100,
+            "num_pairs": pairs, "num_real": 16, "num_generated": 4, "random_i3d": random_i3d,
+            "protocol": "magvit", "dead_letter": "x/dead_letter.jsonl"}
+
+
+def test_evaluator_task_metrics_average_the_sample_sets():
+    from components import evaluator
+    metrics = evaluator.task_metrics([_set_metrics(10.0, 20.0, 4), _set_metrics(14.0),
+                                      _set_metrics(12.0, 30.0, 4)], ["a", "b", "c"])
+    assert metrics["fvd"] == pytest.approx(12.0) and metrics["fvd_per_set"] == [10.0, 14.0, 12.0]
+    assert metrics["fvd_std"] == pytest.approx((8 / 3) ** 0.5)
+    assert metrics["psnr"] == pytest.approx(25.0) and metrics["num_pairs"] == 8
+    assert metrics["num_real"] == 16 and metrics["sets"] == ["a", "b", "c"]
+    assert "dead_letter" not in metrics                       # per-set detail stays per set
+    unpaired = evaluator.task_metrics([_set_metrics(10.0)], ["a"])
+    assert unpaired["psnr"] is None and unpaired["ssim"] is None and unpaired["num_pairs"] == 0
+
+
+def test_evaluator_blesses_only_when_every_task_beats_the_threshold():
+    from components import evaluator
+    from magvit.metrics.fvd import RANDOM_WARNING
+    per_task = {"frame_prediction": _set_metrics(40.0, random_i3d=False),
+                "class_conditional": _set_metrics(80.0, random_i3d=False)}
+    blessed = evaluator.overall_metrics(per_task, 100.0)
+    assert blessed["blessed"] is True and blessed["fvd"] == 60.0 and blessed["fvd_max"] == 80.0
+    assert blessed["verdict"] == "blessed: worst task FVD 80 < eval.fvd_threshold 100"
+    assert "warning" not in blessed and blessed["random_i3d"] is False
+    not_blessed = evaluator.overall_metrics(per_task, 50.0)
+    assert not_blessed["blessed"] is False
+    assert not_blessed["verdict"] == "NOT blessed: worst task FVD 80 >= eval.fvd_threshold 50"
+    per_task["class_conditional"]["random_i3d"] = True
+    smoke = evaluator.overall_metrics(per_task, 100.0)
+    assert smoke["random_i3d"] is True and smoke["warning"] == RANDOM_WARNING
+    assert smoke["verdict"].endswith("(random-I3D FVD: smoke test only)")
+
+
+def test_eval_split_defaults_to_test_else_the_first_split():
+    from magvit.configs.evaluation import real_split
+    assert real_split("", ["train", "test"]) == "test"
+    assert real_split("", ["all"]) == "all"
+    assert real_split("train", ["train", "test"]) == "train"
+    with pytest.raises(ValueError, match="--config.eval.split=validation: the dataset has no such "
+                                         "split; it writes train, test"):
+        real_split("validation", ["train", "test"])
+
+
+def _stage_parameters(config):
+    from pipelines import run
+    pipeline = run.create_pipeline(config, "/unused/root", ["--runner=DirectRunner"])
+    return {c.id: dict(c.exec_properties) for c in pipeline.components}
+
+
+@pytest.mark.parametrize("section, key, value, changed", [
+    ("eval", "fvd_threshold", 50.0, {"Evaluator"}),
+    ("eval", "num_samples", 8, {"Evaluator"}),
+    ("transformer", "model.num_layers", 1, {"TransformerTrainer"}),
+    ("tokenizer", "training.num_train_steps", 3, {"TokenizerTrainer"}),
+])
+def test_a_config_change_reaches_only_the_stages_that_read_it(section, key, value, changed):
+    """TFX caching reruns a stage when its parameters or inputs change: an eval-only change
+    touches only the Evaluator's parameters (its inputs stay the cached upstream artifacts)."""
+    base = get_config("tiny")
+    other = get_config("tiny")
+    node = other[section]
+    *path, leaf = key.split(".")
+    for part in path:
+        node = node[part]
+    node[leaf] = value
+    before, after = _stage_parameters(base), _stage_parameters(other)
+    assert set(before) == {"VideoExampleGen", "TokenizerTrainer", "Pretokenizer",
+                           "TransformerTrainer", "Evaluator"}
+    assert {stage for stage in before if before[stage] != after[stage]} == changed

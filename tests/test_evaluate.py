@@ -1,0 +1,111 @@
+"""The evaluate Beam job and CLI (pipelines/evaluate.py) on small clip TFRecords."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from magvit.configs import get_config
+from magvit.metrics import reconstruction
+from pipelines import evaluate
+from tfrecords_schemas import clip as clip_schema
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _frames(seed, t=4, size=32):
+    return np.random.default_rng(seed).integers(0, 256, (t, size, size, 3), dtype=np.uint8)
+
+
+def _write(path, clips, garbage=False):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for video_id, frames in clips:
+            clip = clip_schema.Clip(frames=frames, fps=8.0, label=0, label_name="bounce",
+                                    video_id=video_id, clip_start=0, dataset="demo")
+            writer.write(clip_schema.build_clip(clip).SerializeToString())
+        if garbage:
+            writer.write(b"not a clip record")
+    return str(path)
+
+
+def _config(**overrides):
+    config = get_config("tiny").eval
+    config.allow_random_i3d = True
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    real = {f"v{i}": _frames(i) for i in range(4)}
+    noisy = {k: np.clip(v.astype(int) + np.random.default_rng(9).integers(-20, 21, v.shape), 0, 255)
+             .astype(np.uint8) for k, v in list(real.items())[:3]}
+    real_path = _write(root / "real.tfrecord", real.items())
+    generated_path = _write(root / "generated.tfrecord",
+                            list(noisy.items()) + [("sample", _frames(7))], garbage=True)
+    return real, noisy, real_path, generated_path
+
+
+def test_fvd_psnr_ssim_dead_letters_and_metrics_json(data, tmp_path):
+    real, noisy, real_path, generated_path = data
+    out = str(tmp_path / "eval")
+    metrics = evaluate.run_evaluate(real_path, generated_path, _config(), out)
+    with open(os.path.join(out, "metrics.json")) as f:
+        assert json.load(f) == metrics
+    assert metrics["fvd"] > 0
+    assert (metrics["num_real"], metrics["num_generated"], metrics["num_frames"]) == (4, 3 + 1, 4)
+    assert metrics["protocol"] == "magvit" and metrics["random_i3d"] is True
+    assert "RANDOM" in metrics["warning"]
+    assert metrics["num_pairs"] == 3
+    want_psnr = np.mean([np.mean(reconstruction.psnr(real[k], noisy[k])) for k in noisy])
+    want_ssim = np.mean([np.mean(reconstruction.ssim(real[k], noisy[k])) for k in noisy])
+    assert metrics["psnr"] == pytest.approx(want_psnr, rel=1e-5)
+    assert metrics["ssim"] == pytest.approx(want_ssim, rel=1e-5)
+    assert metrics["lpips"] is None and metrics["lpips_status"].startswith("not computed")
+    assert metrics["num_dead_letters"] == 1
+    with open(os.path.join(out, "dead_letter.jsonl")) as f:
+        (dead,) = [json.loads(line) for line in f]
+    assert dead["path"] == generated_path and dead["stage"] == "evaluate/generated"
+    assert dead["reason"] == "bad_clip_record" and "tf.train.Example" in dead["detail"]
+
+
+def test_same_clips_give_zero_fvd_and_cache_is_reused(data, tmp_path):
+    _, _, real_path, _ = data
+    cache = str(tmp_path / "real_stats.npz")
+    first = evaluate.run_evaluate(real_path, real_path, _config(reference_stats=cache),
+                                  str(tmp_path / "a"))
+    assert first["fvd"] == pytest.approx(0, abs=1e-6)
+    assert first["psnr"] == pytest.approx(100) and first["ssim"] == pytest.approx(1)
+    assert os.path.exists(cache) and first["reference_stats_cached"] is False
+    second = evaluate.run_evaluate(real_path, real_path, _config(reference_stats=cache),
+                                   str(tmp_path / "b"))
+    assert second["reference_stats_cached"] is True
+    assert second["fvd"] == pytest.approx(0, abs=1e-6) and second["num_real"] == 4
+
+
+def test_bad_inputs_are_refused_before_running(data, tmp_path):
+    _, _, real_path, generated_path = data
+    with pytest.raises(ValueError, match="--allow_random_i3d"):
+        evaluate.run_evaluate(real_path, generated_path, get_config("bair_b").eval, str(tmp_path))
+    with pytest.raises(ValueError, match=r"--generated=.*nothing-\*: no files match"):
+        evaluate.run_evaluate(real_path, str(tmp_path / "nothing-*"), _config(), str(tmp_path))
+
+
+def test_cli_writes_metrics(data, tmp_path):
+    _, _, real_path, generated_path = data
+    out = str(tmp_path / "cli")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.evaluate", f"--real={real_path}",
+         f"--generated={generated_path}", "--allow_random_i3d", f"--out={out}", "--config=tiny",
+         "--config.eval.fvd_protocol=fvd_original", "--runner=DirectRunner"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "FVD " in result.stdout and "WARNING: features from a RANDOM I3D" in result.stdout
+    with open(os.path.join(out, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["protocol"] == "fvd_original" and metrics["num_pairs"] == 3

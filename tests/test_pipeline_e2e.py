@@ -1,0 +1,89 @@
+"""The whole pipeline on the demo dataset with the tiny config, then again from cache (MLMD)."""
+import json
+import os
+
+import pytest
+
+from components import evaluator, summary
+from pipelines import run
+
+# Short enough for the 2-core CI budget; the stages are the same as in the README's command.
+FAST = ["--config.dataset.demo_videos_per_class=2", "--config.tokenizer.training.num_train_steps=2",
+        "--config.transformer.training.num_train_steps=2"]
+TINY_TASKS = ["frame_prediction", "frame_interpolation", "inpainting_c", "outpainting_c",
+              "class_conditional"]
+
+
+def _run(root, capsys, extra=()):
+    argv = ["--dataset=demo", "--config=tiny", f"--pipeline_root={root}", "--runner=DirectRunner",
+            "--pipeline_name=e2e", *FAST, *extra]
+    assert run.main(argv) == 0
+    out = capsys.readouterr().out
+    records = summary.last_run(summary.open_store(os.path.join(root, run.METADATA_FILE)), "e2e")
+    return records, out
+
+
+def _check_evaluation(record, out, num_real):
+    evaluation, blessing = record.outputs["evaluation"], record.outputs["blessing"]
+    with open(os.path.join(evaluation, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert sorted(metrics["tasks"]) == sorted(TINY_TASKS)
+    # Random I3D (the tiny config has no weights): marked in every output.
+    assert metrics["random_i3d"] is True and "RANDOM I3D" in metrics["warning"]
+    assert "smoke test" in metrics["verdict"]
+    assert "WARNING: features from a RANDOM I3D" in out and "random-I3D FVD" in out
+    for task in TINY_TASKS:
+        with open(os.path.join(evaluation, task, "metrics.json")) as f:
+            task_metrics = json.load(f)
+        assert task_metrics == metrics["tasks"][task]
+        assert task_metrics["random_i3d"] is True and "RANDOM I3D" in task_metrics["warning"]
+        assert task_metrics["num_generated"] == 4 and task_metrics["num_real"] == num_real
+        assert task_metrics["fvd"] > 0 and task_metrics["num_frames"] == 8
+        assert record.numbers[f"evaluation/{task}/fvd"] == pytest.approx(task_metrics["fvd"])
+        # Samples of a condition clip are paired with it (PSNR / SSIM); class-conditional are not.
+        if task == "class_conditional":
+            assert task_metrics["num_pairs"] == 0 and task_metrics["psnr"] is None
+        else:
+            assert task_metrics["num_pairs"] == 4 and task_metrics["psnr"] > 0
+        assert sorted(os.listdir(os.path.join(evaluation, "gallery", task))) == [
+            "contact_sheet.png"] + [f"sample_0{i}.{e}" for i in range(4) for e in ("gif", "mp4")]
+    fvds = [metrics["tasks"][t]["fvd"] for t in TINY_TASKS]
+    assert metrics["fvd_max"] == max(fvds)
+    assert record.numbers["evaluation/fvd_max"] == pytest.approx(max(fvds))
+    # The default threshold (1e9) blesses; the blessing is TFX's: property and marker file.
+    assert metrics["blessed"] is True and record.numbers["blessing/blessed"] == 1
+    assert os.listdir(blessing) == [evaluator.BLESSED_FILE]
+    assert f"gallery: {os.path.join(evaluation, 'gallery')}" in out
+    assert "verdict: blessed: worst task FVD" in out
+
+
+def test_end_to_end_then_from_cache(tmp_path, capsys):
+    root = str(tmp_path)
+    first, out = _run(root, capsys)
+    assert [r.stage for r in first] == WIRED_STAGES
+    assert all(r.state == "ran" for r in first), first
+    assert "0 from cache" in out
+    clips, tokenizer, tokens, transformer, evaluation = first
+    assert clips.numbers["examples/train/clips_written"] > 0
+    assert tokens.numbers["tokens/train/clips"] == clips.numbers["examples/train/clips_written"]
+    assert "evaluation/eval_psnr" in tokenizer.numbers
+    assert transformer.numbers["model/step"] == 2
+    for record in first:
+        for uri in record.outputs.values():
+            assert os.listdir(uri), (record.stage, uri)
+    _check_evaluation(evaluation, out, num_real=clips.numbers["examples/test/clips_written"])
+
+    second, out = _run(root, capsys)
+    assert [r.state for r in second] == ["cached"] * len(WIRED_STAGES)
+    assert [r.outputs for r in second] == [r.outputs for r in first]
+    assert f"{len(WIRED_STAGES)} from cache" in out
+    assert "WARNING: features from a RANDOM I3D" in out     # the cached FVD keeps its mark
+
+    # Another transformer config leaves every stage before the transformer cached.
+    third, _ = _run(root, capsys, ["--config.transformer.model.num_layers=1"])
+    reran = [r.stage for r in third if r.state == "ran"]
+    assert reran == [s for s in WIRED_STAGES if s in ("TransformerTrainer", "Evaluator")]
+
+
+WIRED_STAGES = ["VideoExampleGen", "TokenizerTrainer", "Pretokenizer", "TransformerTrainer",
+                "Evaluator"]

@@ -1,0 +1,132 @@
+"""pipelines.run: flags, Beam pass-through, bad flags failing before any stage, Kubeflow compile."""
+import json
+import os
+
+import pytest
+
+from pipelines import run
+
+WIRED_STAGES = ["VideoExampleGen", "TokenizerTrainer", "Pretokenizer", "TransformerTrainer",
+                "Evaluator"]
+DEPENDENCIES = {"VideoExampleGen": [], "TokenizerTrainer": ["VideoExampleGen"],
+                "Pretokenizer": ["TokenizerTrainer", "VideoExampleGen"],
+                "TransformerTrainer": ["Pretokenizer", "TokenizerTrainer"],
+                "Evaluator": ["TokenizerTrainer", "TransformerTrainer", "VideoExampleGen"]}
+
+
+def _i3d_weights(tmp_path) -> str:
+    """A folder shaped like the TF-Hub I3D module (flag validation only checks the layout)."""
+    module = tmp_path / "i3d-kinetics-400_1"
+    (module / "variables").mkdir(parents=True, exist_ok=True)
+    (module / "variables" / "variables.index").write_bytes(b"")
+    return str(module)
+
+
+def test_flags_config_overrides_and_beam_pass_through(tmp_path):
+    args = run.parse_args([
+        "--config=bair_b", f"--data_root={tmp_path}", f"--pipeline_root={tmp_path}/p",
+        f"--config.eval.i3d_weights={_i3d_weights(tmp_path)}",
+        "--config.tokenizer.training.batch_size=3", "--runner=DirectRunner",
+        "--direct_num_workers", "2", "--temp_location=gs://bucket/tmp", "--noenable_cache"])
+    assert args.config.name == "bair_b"
+    assert args.config.tokenizer.training.batch_size == 3
+    assert args.config.dataset.root == str(tmp_path)
+    assert args.beam_args == ["--runner=DirectRunner", "--direct_num_workers", "2",
+                              "--temp_location=gs://bucket/tmp"]
+    assert args.pipeline_name == "magvit-bair-b" and args.orchestrator == "local"
+    assert args.enable_cache is False
+
+
+def test_demo_needs_no_data_root_and_default_config_is_tiny(tmp_path):
+    args = run.parse_args(["--dataset=demo", f"--pipeline_root={tmp_path}"])
+    assert args.config.name == "tiny" and args.config.dataset.name == "demo"
+    assert args.beam_args == []
+
+
+def test_other_dataset_keeps_the_configs_clip_shape(tmp_path):
+    args = run.parse_args(["--config=ucf101_b", "--dataset=folder", f"--data_root={tmp_path}",
+                           f"--pipeline_root={tmp_path}",
+                           f"--config.eval.i3d_weights={_i3d_weights(tmp_path)}"])
+    assert args.config.dataset.name == "folder"
+    assert args.config.dataset.resolution == 128 and args.config.dataset.num_frames == 16
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dataset=nope"], "--dataset=nope: value should be one of"),
+    (["--bogus=1"], "Unknown command line flag 'bogus'"),
+    (["--config=nope"], "--config=nope: neither a setting name"),
+    (["--config.tokenizer.nope=1"], "the config has no field 'nope'"),
+    (["--config.tokenizer.training.batch_size=x"], "--config.tokenizer.training.batch_size=x"),
+    (["--dataset=ucf101"], "--data_root is required for dataset 'ucf101'"),
+    (["--dataset=ucf101", "--data_root=/no/such/dir"], "--data_root=/no/such/dir: no such folder"),
+    (["--orchestrator=airflow"], "--orchestrator=airflow"),
+    (["stray"], "unexpected argument(s): stray"),
+    (["--config.eval.split=validation"], "--config.eval.split=validation: the dataset has no such "
+                                         "split; it writes train, test"),
+    (["--config.eval.allow_random_i3d=false"], "pass --config.eval.i3d_weights=PATH"),
+    (["--config.eval.num_samples=1"], "--config.eval.num_samples=1: must be >= 2"),
+    (["--config.eval.i3d_weights=/no/i3d"], "--config.eval.i3d_weights: I3D weights '/no/i3d': "
+                                            "not a TF-Hub module directory"),
+])
+def test_bad_flags_are_clear_errors(tmp_path, argv, message):
+    with pytest.raises(run.UsageError, match=None) as error:
+        run.parse_args(argv + [f"--pipeline_root={tmp_path}"])
+    assert message in str(error.value)
+
+
+def test_missing_pipeline_root():
+    with pytest.raises(run.UsageError, match="--pipeline_root is required"):
+        run.parse_args(["--dataset=demo"])
+
+
+def test_main_fails_before_any_stage(tmp_path, capsys):
+    root = tmp_path / "p"
+    assert run.main(["--dataset=nope", f"--pipeline_root={root}"]) == 2
+    assert "--dataset=nope" in capsys.readouterr().err
+    assert not root.exists()
+    # A paper config without I3D weights cannot compute FVD: refused before any stage runs.
+    assert run.main(["--config=bair_b", f"--data_root={tmp_path}", f"--pipeline_root={root}"]) == 2
+    err = capsys.readouterr().err
+    assert "config bair_b has no I3D weights for FVD: pass --config.eval.i3d_weights=PATH" in err
+    assert not root.exists()
+
+
+def test_help_documents_every_flag(capsys):
+    assert run.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--dataset", "--config", "--pipeline_root", "--orchestrator", "--data_root",
+                 "--image", "--pipeline_name", "--kubeflow_output", "enable_cache", "--runner"):
+        assert flag in out, flag
+
+
+def test_kubeflow_compile(tmp_path):
+    out = tmp_path / "magvit.json"
+    assert run.main(["--dataset=demo", "--config=tiny", "--orchestrator=kubeflow",
+                     "--pipeline_root=gs://bucket/runs", "--image=registry.example/magvit:1",
+                     f"--kubeflow_output={out}", "--runner=DataflowRunner",
+                     "--project=proj", "--region=us-central1"]) == 0
+    spec = json.loads(out.read_text())["pipelineSpec"]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == set(WIRED_STAGES)
+    for stage, upstream in DEPENDENCIES.items():
+        assert sorted(tasks[stage].get("dependentTasks", [])) == upstream, stage
+    params = {stage: {k: v["runtimeValue"]["constantValue"]
+                      for k, v in task["inputs"]["parameters"].items()}
+              for stage, task in tasks.items()}
+    sections = {stage: set(json.loads(p["config"]["stringValue"]))
+                for stage, p in params.items() if "config" in p}
+    assert sections == {"VideoExampleGen": {"name", "seed", "dataset"},
+                        "TokenizerTrainer": {"name", "seed", "tokenizer"},
+                        "TransformerTrainer": {"name", "seed", "dataset", "transformer"},
+                        "Evaluator": {"name", "seed", "eval"}}
+    assert json.loads(params["Evaluator"]["config"]["stringValue"])["eval"]["allow_random_i3d"]
+    pre = params["Pretokenizer"]
+    assert int(pre["batch_size"]["intValue"]) == 4
+    assert json.loads(pre["conditions"]["stringValue"]) == [
+        "frame_prediction", "frame_interpolation", "inpainting_c", "outpainting_c"]
+    for stage in ("VideoExampleGen", "Pretokenizer", "Evaluator"):
+        assert json.loads(params[stage]["beam_args"]["stringValue"]) == [
+            "--runner=DataflowRunner", "--project=proj", "--region=us-central1"]
+    executors = spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {"registry.example/magvit:1"}
+    assert json.loads(out.read_text())["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/runs"

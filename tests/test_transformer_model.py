@@ -1,0 +1,92 @@
+"""The bidirectional transformer, its tied head and the COMMIT training step (tiny sizes)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from magvit.configs import get_config
+from magvit.transformer import tasks
+from magvit.transformer.model import build_model
+from magvit.transformer.train_step import init_state, make_optimizer, make_train_step
+
+K, N = 16, 32
+
+
+def _setup():
+    config = get_config("tiny").transformer
+    config.model.num_layers, config.model.hidden_size, config.model.mlp_dim = 1, 32, 64
+    vocab = tasks.Vocabulary(K, 4, tuple(config.tasks))
+    model = build_model(config, vocab.size, tasks.PREFIX_LENGTH + N)
+    return config, vocab, model
+
+
+def test_paper_sizes_build_with_the_official_shapes():
+    config = get_config("bair_b").transformer
+    model = build_model(config, 1024 + 1 + 1 + 1, 2 + 1024)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 1026), jnp.int32)))
+    params = shapes["params"]
+    assert len([k for k in params if k.startswith("layer_")]) == 12
+    assert params["word"]["embedding"].shape == (1027, 768)
+    assert params["position"]["embedding"].shape == (1026, 768)
+    assert params["layer_0"]["mlp_in"]["kernel"].shape == (768, 3072)
+    assert params["layer_0"]["attention"]["qkv"]["kernel"].shape == (768, 3, 12, 64)
+    total = sum(np.prod(x.shape) for x in jax.tree.leaves(params))
+    assert 85e6 < total < 90e6          # BERT-base body + 1024-code vocabulary
+
+
+def test_output_head_is_tied_to_the_word_embeddings():
+    _, vocab, model = _setup()
+    tokens = jax.random.randint(jax.random.PRNGKey(0), (2, N + 2), 0, vocab.size)
+    params = model.init(jax.random.PRNGKey(1), tokens)["params"]
+    leaves = jax.tree.leaves(params)
+    assert not any(x.ndim == 2 and x.shape[1] == vocab.size for x in leaves)  # no separate output matrix
+    # Zeroing the embedding of id 5 (unused in the input) leaves only the bias in its logit.
+    tokens = jnp.where(tokens == 5, 6, tokens)
+    params["word"]["embedding"] = params["word"]["embedding"].at[5].set(0.0)
+    params["head_bias"] = params["head_bias"].at[5].set(0.25)
+    logits = model.apply({"params": params}, tokens)
+    assert logits.shape == (2, N + 2, vocab.size)
+    np.testing.assert_allclose(logits[..., 5], 0.25, atol=1e-6)
+
+
+def test_attention_is_bidirectional_and_dropout_only_in_training():
+    _, vocab, model = _setup()
+    tokens = jax.random.randint(jax.random.PRNGKey(0), (1, N + 2), 0, K)
+    params = model.init(jax.random.PRNGKey(1), tokens)["params"]
+    before = model.apply({"params": params}, tokens)
+    after = model.apply({"params": params}, tokens.at[0, -1].set((tokens[0, -1] + 1) % K))
+    assert not np.allclose(before[0, 0], after[0, 0])           # the first position sees the last
+    again = model.apply({"params": params}, tokens)
+    np.testing.assert_array_equal(before, again)
+    dropped = model.apply({"params": params}, tokens, deterministic=False,
+                          rngs={"dropout": jax.random.PRNGKey(2)})
+    assert not np.allclose(before, dropped)
+
+
+def test_optimizer_decays_kernels_only_and_train_step_learns_a_fixed_batch():
+    config, vocab, model = _setup()
+    config.optimizer.warmup_steps, config.optimizer.learning_rate = 0, 3e-3
+    optimizer = make_optimizer(config.optimizer, 100)
+    state = init_state(model, optimizer, jax.random.PRNGKey(0), tasks.PREFIX_LENGTH + N)
+    step = make_train_step(model, optimizer, config, K, vocab.mask_id)
+    rng = np.random.default_rng(0)
+    task = tasks.get_task("frame_prediction")
+    # Every example the same clip: masked tokens are predictable from their positions.
+    batch = dict(tokens=np.tile(rng.integers(0, K, (1, N)), (8, 1)).astype(np.int32),
+                 cond_tokens=rng.integers(0, K, (8, N)).astype(np.int32),
+                 cond_mask=np.broadcast_to(np.arange(N) < 8, (8, N)).copy(),
+                 prefix=vocab.prefix(task, np.zeros(8, int)))
+    losses = []
+    for _ in range(40):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert int(state.step) == 40
+    assert losses[0] > 0.9 * np.log(K) and losses[-1] < 0.5 * losses[0]
+    for key in ("masked_loss", "masked_accuracy", "mask_ratio", "grad_norm"):
+        assert np.isfinite(float(metrics[key]))
+    # AdamW's weight decay: with zero gradients only kernels move (biases, norms, embeddings not).
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    updates, _ = optimizer.update(zeros, optimizer.init(state.params), state.params)
+    assert np.abs(updates["layer_0"]["mlp_in"]["kernel"]).max() > 0
+    for leaf in (updates["word"]["embedding"], updates["layer_0"]["mlp_in"]["bias"],
+                 updates["head_bias"], updates["embedding_norm"]["scale"]):
+        assert np.abs(leaf).max() == 0
