@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     "numpy",
     "scipy",
     "pillow",
+    "deflate==0.9.*",  # libdeflate: clip PNGs (tfrecords_schemas.clip); pinned, its bytes are per version
     "tqdm",
     "tensorboard",  # tf.summary scalars (magvit.train_utils.MetricWriter)
     # Runtime dependencies of tfx 1.21 (installed itself with --no-deps, see above).

@@ -7,6 +7,12 @@ Writes `--videos` synthetic 320x240 25 fps H.264 videos (moving texture), then m
          `all` policy, for each `--image_formats` (encoding + TFRecord writing included).
 "Per core" = clips / CPU seconds of the process (all its threads), so a busy shared machine and
 FFmpeg's decoding threads do not skew the figures. Prints one line per measurement and the ratio.
+Extra figures, to tell Beam's own cost from encoding's:
+  encode loop:  the job's work per video without Beam (reader, clip_sampling, build_clip,
+                serialization) in one process, for each image format;
+  beam/(encode loop): what Beam itself (graph, shuffle of the records, shard writing) costs.
+Beam is warmed up first on one video (as the loop is, by its first run), so one-time imports of the
+runner are not charged to the first format measured.
 
   python bench/bench_prepare.py [--videos 12 --frames 100 --image_formats png,jpeg]
 """
@@ -22,7 +28,8 @@ from PIL import Image
 
 from magvit import video_io
 from magvit.configs import get_config
-from pipelines import clip_sampling, prepare
+from pipelines import clip_sampling, datasets, prepare
+from tfrecords_schemas import clip as clip_schema
 
 
 def cpu_seconds() -> float:
@@ -59,6 +66,18 @@ def decode_loop(paths: list[str], config) -> int:
     return clips
 
 
+def encode_loop(config) -> int:
+    """MakeClips' work without Beam: read, cut and encode every clip; returns the clips made."""
+    reader, clips = datasets.get_reader(config.name), 0
+    for video in reader.list_videos(config, config.split):
+        for source in reader.read(video, config):
+            for clip in clip_sampling.sample_clips(source, config):
+                clip_schema.build_clip(clip, config.image_format, config.jpeg_quality,
+                                       config.png_compression).SerializeToString(deterministic=True)
+                clips += 1
+    return clips
+
+
 def measure(name: str, fn) -> float:
     cpu, wall = cpu_seconds(), time.time()
     clips = fn()
@@ -84,12 +103,19 @@ def main():
               f"{config.num_frames}x{config.resolution}x{config.resolution} clips")
         measure("loop: decode+resize", lambda: decode_loop(paths, config))   # warm-up (caches)
         loop = measure("loop: decode+resize", lambda: decode_loop(paths, config))
+        warm_up = config.copy_and_resolve_references()
+        warm_up.root = os.path.join(work, "warm_up")
+        os.makedirs(os.path.join(warm_up.root, "bench"))
+        shutil.copy(paths[0], os.path.join(warm_up.root, "bench"))
+        prepare.run_prepare(warm_up, os.path.join(work, "out_warm_up"), ["--direct_num_workers=1"])
         for image_format in args.image_formats.split(","):
             config.image_format = image_format
             out = os.path.join(work, f"out_{image_format}")
+            encoded = measure(f"encode loop ({image_format})", lambda: encode_loop(config))
             rate = measure(f"beam DirectRunner ({image_format})", lambda: prepare.run_prepare(
                 config, out, ["--direct_num_workers=1"])["totals"]["clips_written"])
-            print(f"  beam/loop per core ({image_format}): {rate / loop:.2f}")
+            print(f"  beam/loop per core ({image_format}): {rate / loop:.2f}   "
+                  f"beam/(encode loop) per core: {rate / encoded:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

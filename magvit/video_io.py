@@ -6,6 +6,7 @@ from typing import Iterator
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 
 class VideoError(ValueError):
@@ -50,11 +51,16 @@ def _interpolation(name: str) -> str:
     return INTERPOLATIONS[name]
 
 
-def _to_rgb(frame: av.VideoFrame, shorter_side: int | None, interpolation: str) -> np.ndarray:
+def _to_rgb(frame: av.VideoFrame, shorter_side: int | None, interpolation: str,
+            reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """`reformatter`: one per stream, so FFmpeg's scaler is set up once, not for every frame
+    (`frame.to_ndarray(width=...)` builds a new one each call: ~2x the cost of a small frame)."""
+    reformatter = reformatter or VideoReformatter()
     if shorter_side is None:
-        return frame.to_ndarray(format="rgb24")
+        return reformatter.reformat(frame, format="rgb24").to_ndarray()
     height, width = scaled_size(frame.height, frame.width, shorter_side)
-    return frame.to_ndarray(format="rgb24", width=width, height=height, interpolation=interpolation)
+    return reformatter.reformat(frame, format="rgb24", width=width, height=height,
+                                interpolation=interpolation).to_ndarray()
 
 
 def iter_frames(path, shorter_side: int | None = None,
@@ -70,9 +76,12 @@ def iter_frames(path, shorter_side: int | None = None,
             if not container.streams.video:
                 raise VideoError(f"{_name(path)}: no video stream")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # Slice threads only: with frame threads, how many frames survive a decode error in a
+            # damaged file depends on timing, and the data jobs must be deterministic.
+            stream.thread_type = "SLICE"
+            reformatter = VideoReformatter()
             for frame in container.decode(stream):
-                yield _to_rgb(frame, shorter_side, interpolation)
+                yield _to_rgb(frame, shorter_side, interpolation, reformatter)
     except VideoError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:

@@ -86,6 +86,9 @@ def check_config(config) -> None:
             raise ValueError(f"--config.dataset.{key}={config[key]}: must be at least 1")
     if config.num_shards < 0:
         raise ValueError(f"--config.dataset.num_shards={config.num_shards}: must be >= 0 (0: automatic)")
+    if config.png_compression not in clip_schema.PNG_LEVELS:
+        raise ValueError(f"--config.dataset.png_compression={config.png_compression}: must be a "
+                         f"deflate level 0-12")
     choices = dict(clip_policy=clip_sampling.POLICIES, image_format=IMAGE_FORMATS,
                    resize_filter=tuple(video_io.INTERPOLATIONS))
     for key, allowed in choices.items():

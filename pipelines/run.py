@@ -15,7 +15,10 @@ import dataclasses
 import os
 import sys
 
-from absl import flags
+# Before TensorFlow loads: keep its C++ start-up notices (CUDA probing, oneDNN) off the console.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # pylint: disable=wrong-import-position
 from apache_beam.options.pipeline_options import PipelineOptions
 import ml_collections
 from ml_collections import config_flags as mlc_config_flags
@@ -185,9 +188,6 @@ def _check_eval(config, check_paths: bool) -> None:
             raise UsageError(f"--config.eval.i3d_weights: {e}") from e
     try:
         real_split(config.eval.split, split_names(config.dataset))
-    except ValueError as e:
-        raise UsageError(f"{e} (--config.dataset.split={config.dataset.split})") from e
-    try:
         check_counts(config.eval)
     except ValueError as e:
         raise UsageError(str(e)) from e

@@ -385,6 +385,7 @@ def test_config_errors_name_the_flag(tmp_path):
              (dict(clip_policy="every"), "--config.dataset.clip_policy='every'"),
              (dict(resize_filter="cubic"), "--config.dataset.resize_filter='cubic'"),
              (dict(num_frames=0), "--config.dataset.num_frames=0"),
+             (dict(png_compression=13), "--config.dataset.png_compression=13: must be a deflate level"),
              (dict(root=""), "--config.dataset.root is empty"),
              (dict(root=str(tmp_path / "nowhere")), "classInd.txt: not found")]
     for overrides, message in cases:

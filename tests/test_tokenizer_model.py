@@ -161,9 +161,6 @@ def test_gan_train_step_updates_discriminator_and_lecam():
     assert all(jax.tree.leaves(changed))
     assert not np.array_equal(new.ema_params["decoder"]["conv_out"]["kernel"],
                               state.ema_params["decoder"]["conv_out"]["kernel"])
-    with pytest.raises(NotImplementedError, match="perceptual_weights"):
-        config.loss.perceptual_weights = "/some/resnet50.h5"
-        Models(config)
 
 
 def test_tokenizer_api_round_trip_and_errors():
