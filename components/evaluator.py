@@ -48,7 +48,7 @@ GALLERY = "gallery"
 BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
 # Entries of a sample set's metrics that describe the whole task (identical across its sets).
 _TASK_FIELDS = ("num_real", "num_generated", "num_frames", "protocol", "protocol_detail",
-                "i3d_weights", "random_i3d", "warning", "real_pattern", "lpips", "lpips_status")
+                "i3d_weights", "random_i3d", "warning", "real_pattern", "lpips_status")
 
 
 def condition_clips(pattern: str, clip_shape, count: int):
@@ -157,13 +157,14 @@ def _mean(values):
 
 def task_metrics(sets: list[dict], set_dirs: list[str]) -> dict:
     """One task's metrics from the metrics of its sample sets: FVD mean (and spread) over the sets,
-    PSNR / SSIM mean over the sets that had pairs."""
+    PSNR / SSIM / LPIPS mean over the sets that had pairs."""
     fvds = [float(m["fvd"]) for m in sets]
     paired = [m for m in sets if m.get("num_pairs")]
     out = {k: sets[0][k] for k in _TASK_FIELDS if k in sets[0]}
     out.update(fvd=float(np.mean(fvds)), fvd_std=float(np.std(fvds)), fvd_per_set=fvds,
                num_sets=len(sets), psnr=_mean(m["psnr"] for m in paired),
-               ssim=_mean(m["ssim"] for m in paired), num_pairs=sum(m["num_pairs"] for m in paired),
+               ssim=_mean(m["ssim"] for m in paired), lpips=_mean(m.get("lpips") for m in paired),
+               num_pairs=sum(m["num_pairs"] for m in paired),
                sets=set_dirs)
     return out
 

@@ -4,8 +4,9 @@ Both inputs are clip TFRecords (`tfrecords_schemas/clip.py`). Each side is parse
 through I3D under the eval config's protocol and reduced to streaming statistics (a CombineFn over
 `frechet.RunningStats`), so memory stays at one batch plus 400x400 matrices whatever the count.
 Generated clips whose `video_id@clip_start` matches a real clip (tokenizer reconstructions) are
-also scored with PSNR and SSIM (`magvit.metrics.reconstruction`). LPIPS is not computed (no LPIPS
-network or weights in this build) and metrics.json says so. Records that fail to parse go to
+also scored with PSNR and SSIM (`magvit.metrics.reconstruction`) and, when `eval.lpips_weights`
+names a local LPIPS weights file (`magvit.metrics.lpips`), with LPIPS per frame; otherwise
+metrics.json says LPIPS was not computed and why. Records that fail to parse go to
 `<out>/dead_letter.jsonl` as {"path", "stage", "reason", "detail"}; the job goes on.
 
 With `eval.reference_stats` set, the real side's statistics are read from that `.npz` when it
@@ -13,7 +14,8 @@ exists (and matches the protocol, weights and clip length) or computed and writt
 
     python -m pipelines.evaluate --real='data/ucf/test-*.tfrecord' \
         --generated='runs/x/samples-*.tfrecord' --i3d_weights=/models/i3d-kinetics-400_1 \
-        --out=runs/x/eval [--config=ucf101_b --config.eval.batch_size=16] [beam options]
+        --out=runs/x/eval [--lpips_weights=/models/lpips_vgg.npz] \
+        [--config=ucf101_b --config.eval.batch_size=16] [beam options]
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ from absl import app, flags
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from magvit.configs.flags import define_config_flag, normalize_argv
-from magvit.metrics import frechet, fvd, reconstruction
+from magvit.metrics import frechet, fvd, lpips, reconstruction
 from tfrecords_schemas import clip as clip_schema
 
 DEAD_LETTER = "dead_letter"
-_LPIPS_STATUS = "not computed: this build has no LPIPS network to load local weights into"
+_LPIPS_OFF = ("not computed: no LPIPS weights given (--lpips_weights / eval.lpips_weights, an .npz "
+              "made by `python -m magvit.metrics.lpips --convert`)")
 
 
 class _ParseClip(beam.DoFn):
@@ -97,30 +100,54 @@ class _StatsCombineFn(beam.CombineFn):
         return accumulator[0], sorted(accumulator[1])
 
 
-def _paired_scores(element):
-    """(key, {"real": [frames], "generated": [frames]}) -> (psnr, ssim) of a reconstruction."""
-    _, grouped = element
-    if len(grouped["real"]) == 1 and len(grouped["generated"]) == 1:
-        real, generated = grouped["real"][0], grouped["generated"][0]
-        if real.shape == generated.shape:
-            yield (float(np.mean(reconstruction.psnr(real, generated))),
-                   float(np.mean(reconstruction.ssim(real, generated))))
+class _PairedScores(beam.DoFn):
+    """(key, {"real": [frames], "generated": [frames]}) -> (psnr, ssim, lpips) of a reconstruction,
+    each the mean over frames; lpips is 0.0 when no LPIPS weights are given (and not reported)."""
+
+    def __init__(self, lpips_weights: str):
+        self._lpips_weights = lpips_weights
+        self._lpips = None
+
+    def setup(self):
+        if self._lpips_weights:
+            self._lpips = lpips.LPIPS.from_file(self._lpips_weights)
+
+    def process(self, element):
+        _, grouped = element
+        if len(grouped["real"]) == 1 and len(grouped["generated"]) == 1:
+            real, generated = grouped["real"][0], grouped["generated"][0]
+            if real.shape == generated.shape:
+                yield (float(np.mean(reconstruction.psnr(real, generated))),
+                       float(np.mean(reconstruction.ssim(real, generated))),
+                       float(np.mean(self._lpips(real, generated))) if self._lpips else 0.0)
 
 
 class _MeanPairsCombineFn(beam.CombineFn):
+    """(psnr, ssim, lpips) per pair -> their means and the pair count."""
+
     def create_accumulator(self):
-        return 0.0, 0.0, 0
+        return 0.0, 0.0, 0.0, 0
 
     def add_input(self, accumulator, element):
-        return accumulator[0] + element[0], accumulator[1] + element[1], accumulator[2] + 1
+        return tuple(total + value for total, value in zip(accumulator, (*element, 1)))
 
     def merge_accumulators(self, accumulators):
         return tuple(sum(values) for values in zip(*accumulators))
 
     def extract_output(self, accumulator):
-        psnr_sum, ssim_sum, count = accumulator
-        return {"psnr": psnr_sum / count if count else None,
-                "ssim": ssim_sum / count if count else None, "num_pairs": count}
+        *sums, count = accumulator
+        means = [total / count if count else None for total in sums]
+        return dict(zip(("psnr", "ssim", "lpips"), means), num_pairs=count)
+
+
+def _lpips_report(paired: dict, lpips_id: str) -> dict:
+    """metrics.json's `lpips` (mean over frames and pairs, or None) and `lpips_status`."""
+    if not lpips_id:
+        return {"lpips": None, "lpips_status": _LPIPS_OFF}
+    if not paired["num_pairs"]:
+        return {"lpips": None, "lpips_status": f"not computed: no paired reconstructions "
+                                               f"(weights {lpips_id})"}
+    return {"lpips": paired["lpips"], "lpips_status": f"computed with {lpips_id}"}
 
 
 def _check_pattern(flag: str, pattern: str) -> None:
@@ -173,8 +200,9 @@ def _metrics(_, real, generated, paired, num_dead, info: dict) -> str:
                          f"{info['dead_letter']} for rejected records")
     report = fvd.fvd_report(real_stats, generated_stats, info["evaluator"], num_frames)
     report.update(paired)
-    report.update({k: v for k, v in info.items() if k != "evaluator"})
-    report.update(lpips=None, lpips_status=_LPIPS_STATUS, num_dead_letters=int(num_dead))
+    report.update(_lpips_report(paired, info["lpips_weights"]))
+    report.update({k: v for k, v in info.items() if k not in ("evaluator", "lpips_weights")})
+    report.update(num_dead_letters=int(num_dead))
     return json.dumps(report, indent=2, sort_keys=True)
 
 
@@ -184,6 +212,8 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
     _check_pattern("real", real_pattern)
     _check_pattern("generated", generated_pattern)
     evaluator = fvd.FVD.from_config(eval_config)  # refuses missing weights before any work
+    lpips_weights = eval_config.lpips_weights
+    lpips_id = lpips.LPIPS.from_file(lpips_weights).weights_id if lpips_weights else ""
     cache = eval_config.reference_stats
     cached = fvd.load_reference_stats(cache, evaluator) if cache else None
     tf.io.gfile.makedirs(out_dir)
@@ -191,7 +221,8 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
     info = {"evaluator": evaluator.describe(), "real_pattern": real_pattern,
             "generated_pattern": generated_pattern, "reference_stats": cache,
             "reference_stats_cached": cached is not None,
-            "dead_letter": os.path.join(out_dir, DEAD_LETTER + ".jsonl")}
+            "dead_letter": os.path.join(out_dir, DEAD_LETTER + ".jsonl"),
+            "lpips_weights": lpips_id}
     with beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
         real_clips, real_dead = _read_clips(pipeline, "real", real_pattern)
         generated_clips, generated_dead = _read_clips(pipeline, "generated", generated_pattern)
@@ -204,7 +235,7 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
         generated = _statistics(generated_clips, "generated", eval_config)
         paired = ({"real": real_clips, "generated": generated_clips}
                   | "pairs/join" >> beam.CoGroupByKey()
-                  | "pairs/score" >> beam.FlatMap(_paired_scores)
+                  | "pairs/score" >> beam.ParDo(_PairedScores(lpips_weights))
                   | "pairs/mean" >> beam.CombineGlobally(_MeanPairsCombineFn()))
         dead = (real_dead, generated_dead) | "dead/flatten" >> beam.Flatten()
         _ = dead | "dead/write" >> beam.io.WriteToText(
@@ -234,6 +265,8 @@ def _define_flags():
                       "in metrics.json (overrides eval.allow_random_i3d).")
     flags.DEFINE_string("reference_stats", None, "Cache .npz of the real clips' I3D statistics "
                         "(overrides eval.reference_stats).")
+    flags.DEFINE_string("lpips_weights", None, "Local LPIPS (v0.1 vgg) weights .npz; paired "
+                        "reconstructions then also get LPIPS (overrides eval.lpips_weights).")
     return define_config_flag()
 
 
@@ -244,7 +277,10 @@ def _summary(metrics: dict) -> str:
     if metrics["num_pairs"]:
         lines.append(f"PSNR {metrics['psnr']:.3f} dB  SSIM {metrics['ssim']:.4f}  "
                      f"({metrics['num_pairs']} paired reconstructions)")
-    lines.append(f"LPIPS {metrics['lpips_status']}")
+    if metrics["lpips"] is not None:
+        lines.append(f"LPIPS {metrics['lpips']:.4f}  ({metrics['lpips_status']})")
+    else:
+        lines.append(f"LPIPS {metrics['lpips_status']}")
     lines.append(f"dead letters: {metrics['num_dead_letters']} ({metrics['dead_letter']})")
     if metrics.get("warning"):
         lines.append(f"WARNING: {metrics['warning']}")
@@ -254,7 +290,7 @@ def _summary(metrics: dict) -> str:
 def main(argv: list[str]) -> None:
     config = flags.FLAGS["config"].value.eval
     with config.unlocked():
-        for key in ("i3d_weights", "allow_random_i3d", "reference_stats"):
+        for key in ("i3d_weights", "allow_random_i3d", "reference_stats", "lpips_weights"):
             if flags.FLAGS[key].value is not None:
                 config[key] = flags.FLAGS[key].value
     for name in ("real", "generated", "out"):

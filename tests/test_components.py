@@ -114,6 +114,7 @@ def test_evaluator_refuses_unlabelled_clips_for_class_conditional_and_too_few_sa
 
 def _set_metrics(fvd, psnr=None, pairs=0, random_i3d=True):
     return {"fvd": fvd, "psnr": psnr, "ssim": None if psnr is None else psnr / 100,
+            "lpips": None if psnr is None else psnr / 1000,
             "num_pairs": pairs, "num_real": 16, "num_generated": 4, "random_i3d": random_i3d,
             "protocol": "magvit", "dead_letter": "x/dead_letter.jsonl"}
 
@@ -125,10 +126,12 @@ def test_evaluator_task_metrics_average_the_sample_sets():
     assert metrics["fvd"] == pytest.approx(12.0) and metrics["fvd_per_set"] == [10.0, 14.0, 12.0]
     assert metrics["fvd_std"] == pytest.approx((8 / 3) ** 0.5)
     assert metrics["psnr"] == pytest.approx(25.0) and metrics["num_pairs"] == 8
+    assert metrics["lpips"] == pytest.approx(0.025)
     assert metrics["num_real"] == 16 and metrics["sets"] == ["a", "b", "c"]
     assert "dead_letter" not in metrics                       # per-set detail stays per set
     unpaired = evaluator.task_metrics([_set_metrics(10.0)], ["a"])
     assert unpaired["psnr"] is None and unpaired["ssim"] is None and unpaired["num_pairs"] == 0
+    assert unpaired["lpips"] is None
 
 
 def test_evaluator_blesses_only_when_every_task_beats_the_threshold():

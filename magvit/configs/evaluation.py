@@ -10,6 +10,8 @@ def eval_config(num_samples: int, repeats: int = 4) -> ml_collections.ConfigDict
         i3d_weights="",               # local path to the TF-Hub i3d-kinetics-400 module (or
                                       # kinetics-i3d checkpoint); never downloaded
         allow_random_i3d=False,       # smoke tests only; marked in every output
+        lpips_weights="",             # local LPIPS v0.1 vgg weights .npz (magvit.metrics.lpips;
+                                      # `--convert` makes it from the .pth files); '' = no LPIPS
         random_i3d_seed=0,            # seed of the random I3D when allow_random_i3d
         reference_stats="",           # .npz cache of the real split's I3D statistics ('' = one
                                       # inside the evaluation artifact, shared by the tasks)
