@@ -25,6 +25,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from magvit.metrics import weight_mapping
+
 NUM_CLASSES = 400
 BN_EPSILON = 1e-3
 DEFAULT_SCOPE = "RGB/inception_i3d"
@@ -172,27 +174,15 @@ def load_params(path: str) -> dict[str, np.ndarray]:
     scope = _find_scope(stored, path)
     logits_bias = stored.get(scope + "Logits/Conv3d_0c_1x1/conv_3d/b")
     num_classes = int(logits_bias[0]) if logits_bias else NUM_CLASSES
-    expected = variable_shapes(num_classes)
-    missing = sorted(scope + n for n in expected if scope + n not in stored)
-    extra = sorted(n for n in stored if not (n.startswith(scope) and n[len(scope):] in expected))
-    problems = []
-    if missing:
-        problems.append(f"missing variable(s): {', '.join(missing)}")
-    if extra:
-        problems.append(f"unexpected variable(s): {', '.join(extra)}")
-    params = {}
-    for name, shape in expected.items():
-        full = scope + name
-        if full not in stored:
-            continue
-        got = tuple(stored[full])
-        if got != shape and not ("/batch_norm/" in name and got == (1, 1, 1, 1, *shape)):
-            problems.append(f"variable {full} has shape {list(got)}, expected {list(shape)}")
-            continue
-        params[name] = reader.get_tensor(full).astype(np.float32).reshape(shape)
+    expected = {scope + name: shape for name, shape in variable_shapes(num_classes).items()}
+    # Sonnet stores batch-norm vectors as [1, 1, 1, 1, C].
+    problems = weight_mapping.mapping_problems(
+        expected, stored, "variable",
+        shape_ok=lambda name, got, want: "/batch_norm/" in name and got == (1, 1, 1, 1, *want))
     if problems:
         raise I3DWeightsError(f"I3D weights {path!r} ({prefix}): " + "; ".join(problems))
-    return params
+    return {full[len(scope):]: reader.get_tensor(full).astype(np.float32).reshape(shape)
+            for full, shape in expected.items()}
 
 
 def save_params(params: dict[str, np.ndarray], directory: str,

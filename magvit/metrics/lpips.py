@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
+from magvit.metrics import weight_mapping
 from magvit.metrics.reconstruction import to_unit_range
 
 SHIFT = (-0.030, -0.088, -0.188)  # lpips ScalingLayer, applied to images in [-1, 1]
@@ -103,27 +104,15 @@ def random_weights(seed: int = 0) -> dict[str, np.ndarray]:
     return weights
 
 
-def _names(names, limit: int = 20) -> str:
-    names = sorted(names)
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
 def check_weights(weights: dict, source: str) -> None:
     """Raises LPIPSWeightsError naming `source` and every missing, extra, mis-shaped array, and
     every lin layer with negative weights (lpips clamps them at 0: such a file is not LPIPS)."""
     expected = weight_shapes()
-    problems = []
-    missing, extra = set(expected) - set(weights), set(weights) - set(expected)
-    if missing:
-        problems.append(f"missing array(s): {_names(missing)}")
-    if extra:
-        problems.append(f"unexpected array(s): {_names(extra)}")
-    for name, shape in expected.items():
-        if name in weights and tuple(np.shape(weights[name])) != shape:
-            problems.append(f"array {name} has shape {list(np.shape(weights[name]))}, expected "
-                            f"{list(shape)}")
-        elif name in weights and name.startswith("lin") and np.min(weights[name]) < 0:
+    shapes = {name: np.shape(value) for name, value in weights.items()}
+    problems = weight_mapping.mapping_problems(expected, shapes, "array")
+    for name in sorted(expected):
+        if (name.startswith("lin") and tuple(shapes.get(name, ())) == expected[name]
+                and np.min(weights[name]) < 0):
             problems.append(f"array {name} has negative weights (LPIPS lin weights are >= 0)")
     if problems:
         raise LPIPSWeightsError(f"LPIPS weights {source!r}: " + "; ".join(problems))
@@ -273,7 +262,7 @@ def convert_state_dicts(vgg_state: dict, lin_state: dict) -> dict[str, np.ndarra
             elif not (source == "vgg" and name.startswith("classifier.")):
                 unexpected.append(f"{name} (--{source})")
     if unexpected:
-        raise LPIPSWeightsError(f"LPIPS conversion: unexpected array(s): {_names(unexpected)}")
+        raise LPIPSWeightsError(f"LPIPS conversion: unexpected array(s): {weight_mapping.list_names(unexpected)}")
     check_weights(weights, "converted --vgg + --lin")
     return weights
 

@@ -26,6 +26,8 @@ import h5py
 import jax.numpy as jnp
 import numpy as np
 
+from magvit.metrics import weight_mapping
+
 NUM_CLASSES = 1000
 IMAGE_SIZE = 224
 BN_EPSILON = 1.001e-5
@@ -142,34 +144,20 @@ def load_keras_weights(path: str, num_classes: int = NUM_CLASSES) -> dict:
     Raises ResNet50WeightsError naming the file and every missing, extra or mis-shaped weight.
     """
     stored = read_keras_h5(path)
-    variables = {"params": {}, "batch_stats": {}}
-    expected, problems = set(), []
-    for layer, (name_map, shapes) in keras_layers(num_classes).items():
-        for weight, shape in shapes.items():
-            key = f"{layer}/{weight}"
-            expected.add(key)
-            if key not in stored:
-                continue
-            if stored[key].shape != shape:
-                problems.append(f"weight {key} has shape {list(stored[key].shape)}, expected "
-                                f"{list(shape)}")
-                continue
-            collection, flax_name = name_map[weight]
-            variables[collection].setdefault(layer, {})[flax_name] = stored[key]
-    missing = sorted(expected - set(stored))
-    extra = sorted(set(stored) - expected)
+    layers = keras_layers(num_classes)
+    expected = {f"{layer}/{weight}": shape
+                for layer, (_, shapes) in layers.items() for weight, shape in shapes.items()}
+    problems = weight_mapping.mapping_problems(
+        expected, {key: value.shape for key, value in stored.items()}, "weight")
     if "fc1000/kernel" in stored:
         problems.insert(0, "this is the 2017 keras-applications v0.2 file (layer names "
                         "res2a_branch2a, fc1000; other batch-norm epsilon); use the one "
                         "tf.keras.applications.ResNet50 loads (md5 2cb95161c43110f7111970584f804107)")
-    listed = [(f"missing weight(s): {_names(missing)}", missing),
-              (f"unexpected weight(s): {_names(extra)}", extra)]
-    problems = [text for text, names in listed if names] + problems
     if problems:
         raise ResNet50WeightsError(f"ResNet-50 weights {path!r}: " + "; ".join(problems))
+    variables = {"params": {}, "batch_stats": {}}
+    for layer, (name_map, shapes) in layers.items():
+        for weight in shapes:
+            collection, flax_name = name_map[weight]
+            variables[collection].setdefault(layer, {})[flax_name] = stored[f"{layer}/{weight}"]
     return variables
-
-
-def _names(names: list[str], limit: int = 20) -> str:
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
