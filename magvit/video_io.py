@@ -13,20 +13,59 @@ class VideoError(ValueError):
     """A video file that cannot be opened or decoded; the message names the file."""
 
 
-def video_info(path: str) -> dict:
+class VideoFile:
+    """An open video file (a path or a binary file object): its first video stream's `fps`,
+    `declared_frames` (0 when the container does not say) and size, and `frames()`, which decodes
+    the stream once, streaming, and then closes the file (as does `close()`, or dropping the
+    object). One open serves both, as opening (probing) a file decodes a few frames."""
+
+    def __init__(self, path):
+        self.name = _name(path)
+        try:
+            self.container = av.open(path)
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            raise VideoError(f"{self.name}: cannot open video ({type(e).__name__}: {e})") from e
+        if not self.container.streams.video:
+            self.container.close()
+            raise VideoError(f"{self.name}: no video stream")
+        self.stream = self.container.streams.video[0]
+        rate = self.stream.average_rate or self.stream.guessed_rate or 0
+        self.fps, self.declared_frames = float(rate), int(self.stream.frames or 0)
+        self.width, self.height = self.stream.codec_context.width, self.stream.codec_context.height
+
+    def frames(self, shorter_side: int | None = None,
+               interpolation: str = "bilinear") -> Iterator[np.ndarray]:
+        """Yields the frames as RGB uint8 [H, W, 3]. With `shorter_side`, each frame is scaled
+        (during the RGB conversion, by FFmpeg) so that its shorter side has that many pixels,
+        keeping the aspect ratio; `interpolation` names the filter."""
+        interpolation = _interpolation(interpolation)
+        # Slice threads only: with frame threads, how many frames survive a decode error in a
+        # damaged file depends on timing, and the data jobs must be deterministic.
+        self.stream.thread_type = "SLICE"
+        reformatter = VideoReformatter()
+        try:
+            for frame in self.container.decode(self.stream):
+                yield _to_rgb(frame, shorter_side, interpolation, reformatter)
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            raise VideoError(f"{self.name}: cannot decode video ({type(e).__name__}: {e})") from e
+        finally:
+            self.close()   # decoding is one pass
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+
+def video_info(path) -> dict:
     """Frame rate, frame count (as the container declares it) and size of the first video stream."""
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise VideoError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or 0
-            return dict(fps=float(rate), frames=int(stream.frames or 0),
-                        width=stream.codec_context.width, height=stream.codec_context.height)
-    except VideoError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise VideoError(f"{path}: cannot open video ({type(e).__name__}: {e})") from e
+    with VideoFile(path) as video:
+        return dict(fps=video.fps, frames=video.declared_frames, width=video.width,
+                    height=video.height)
 
 
 # Resampling filters by name (FFmpeg swscale). When shrinking, swscale widens the filter with the
@@ -65,27 +104,9 @@ def _to_rgb(frame: av.VideoFrame, shorter_side: int | None, interpolation: str,
 
 def iter_frames(path, shorter_side: int | None = None,
                 interpolation: str = "bilinear") -> Iterator[np.ndarray]:
-    """Yields the frames of `path` (a file name or binary file object) as RGB uint8 [H, W, 3].
-
-    With `shorter_side`, each frame is scaled (during the RGB conversion, by FFmpeg) so that its
-    shorter side has that many pixels, keeping the aspect ratio; `interpolation` names the filter.
-    """
-    interpolation = _interpolation(interpolation)
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise VideoError(f"{_name(path)}: no video stream")
-            stream = container.streams.video[0]
-            # Slice threads only: with frame threads, how many frames survive a decode error in a
-            # damaged file depends on timing, and the data jobs must be deterministic.
-            stream.thread_type = "SLICE"
-            reformatter = VideoReformatter()
-            for frame in container.decode(stream):
-                yield _to_rgb(frame, shorter_side, interpolation, reformatter)
-    except VideoError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise VideoError(f"{_name(path)}: cannot decode video ({type(e).__name__}: {e})") from e
+    """Yields the frames of `path` (a file name or binary file object); see `VideoFile.frames`."""
+    with VideoFile(path) as video:
+        yield from video.frames(shorter_side, interpolation)
 
 
 def resize_shorter(frame: np.ndarray, shorter_side: int, interpolation: str = "bilinear") -> np.ndarray:

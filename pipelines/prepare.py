@@ -9,11 +9,15 @@ For each split S of `dataset.split` it writes, under `<out_dir>/<dataset.name>/`
   schema.pbtxt                      the TFMD schema of the clip records
 
 The graph: list each split's videos (reader of `dataset.name`, pipelines/datasets) -> Reshuffle, so
-each video is its own unit of work -> decode (streaming PyAV) and cut clips (pipelines/clip_sampling)
--> encode -> group by shard -> write. A clip goes to shard crc32(clip id) mod N and a shard's records
-are sorted by (video id, clip start), so the same input and config give byte-identical shards under
-any runner and worker count. N is `dataset.num_shards`, or ceil(listed videos / videos_per_shard).
-A shard is sorted in one worker's memory: keep shards to a few hundred MB (`videos_per_shard`).
+each video is its own unit of work -> decode (streaming PyAV), cut clips (pipelines/clip_sampling)
+and encode them, streaming the video's records into its own part file `<out>/<name>/_work/...` ->
+group the parts (references only, never the records) by shard -> each shard is its parts
+concatenated (TFRecord files concatenate) in video id order, then the parts are deleted. A video's
+clips go to shard crc32(video id) mod N in clip order, so the same input and config give
+byte-identical shards under any runner and worker count. N is `dataset.num_shards`, or
+ceil(listed videos / videos_per_shard). Records never pass through Beam's shuffle, so a worker's
+memory holds one clip at a time, and the job costs little more than decoding and encoding; the
+parts need as much temporary space as the shards, freed shard by shard.
 
 Command line (any Beam pipeline flag passes through):
   python -m pipelines.prepare --config=ucf101_b --config.dataset.root=/data/ucf101 --out_dir=/data/out
@@ -21,10 +25,14 @@ Command line (any Beam pipeline flag passes through):
   ... --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp \
       --setup_file=./setup.py --out_dir=gs://B/out --config.dataset.root=gs://B/ucf101
 """
+import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -48,6 +56,7 @@ FAILURES = "failures"
 COUNTS = "counts"
 IMAGE_FORMATS = ("png", "jpeg")
 _CLIP_REASONS = ("too_short",)   # dead letters of the clip stage; the others are decode's
+_COPY_CHUNK = 16 << 20           # bytes per read when concatenating parts into a shard
 
 
 # ----------------------------------------------------------------------------------------- layout
@@ -67,8 +76,18 @@ def shard_count(config, listed: int) -> int:
     return config.num_shards or max(1, math.ceil(listed / config.videos_per_shard))
 
 
-def shard_of(split: str, video_id: str, clip_start: int, num_shards: dict) -> tuple[str, int]:
-    return split, zlib.crc32(f"{video_id}@{clip_start}".encode()) % num_shards.get(split, 1)
+def work_dir(dataset_dir: str) -> str:
+    return os.path.join(dataset_dir, "_work")
+
+
+def part_path(dataset_dir: str, video: common.Video) -> str:
+    """Where a video's records wait for their shard: named by a hash of the input's path."""
+    name = hashlib.sha1(video.path.encode()).hexdigest()[:24]
+    return os.path.join(work_dir(dataset_dir), video.split, f"{name}.tfrecord")
+
+
+def shard_of(split: str, video_id: str, num_shards: dict) -> tuple[str, int]:
+    return split, zlib.crc32(video_id.encode()) % num_shards.get(split, 1)
 
 
 # ----------------------------------------------------------------------------------------- config
@@ -131,11 +150,13 @@ class ListVideos(beam.DoFn):
 
 
 class MakeClips(beam.DoFn):
-    """Video -> (split, video id, clip start, serialized clip record); Failures and stats counts
-    (((split, field[, key]), n) pairs) as tagged outputs. Bad input never raises."""
+    """Video -> its clip records, streamed into its part file, and a `Part` naming that file (none
+    when it made no clips); Failures and stats counts (((split, field[, key]), n) pairs) as tagged
+    outputs. Bad input never raises."""
 
-    def __init__(self, config):
+    def __init__(self, config, dataset_dir: str):
         self.config = config
+        self.dataset_dir = dataset_dir
         self.videos = beam.metrics.Metrics.counter("prepare", "videos_read")
         self.clips = beam.metrics.Metrics.counter("prepare", "clips_written")
         self.failed = beam.metrics.Metrics.counter("prepare", "failures")
@@ -155,35 +176,38 @@ class MakeClips(beam.DoFn):
             video.path, video.split, stage, reason, f"{type(error).__name__}: {error}"))
 
     def process(self, video):
-        sources = self.reader.read(video, self.config)
-        while True:
-            try:
-                item = next(sources)
-            except StopIteration:
-                break
-            except Exception as e:  # pylint: disable=broad-except  (bad input must not stop the job)
-                yield self._failure(video, e)
-                break
-            if isinstance(item, common.Failure):
-                self.failed.inc()
-                yield beam.pvalue.TaggedOutput(FAILURES, item)
-            else:
-                yield from self._clips(item)
+        path = part_path(self.dataset_dir, video)
+        with atomic_path(path) as temporary, LazyRecordWriter(temporary) as part:
+            sources = self.reader.read(video, self.config)
+            while True:
+                try:
+                    item = next(sources)
+                except StopIteration:
+                    break
+                except Exception as e:  # pylint: disable=broad-except  (bad input must not stop the job)
+                    yield self._failure(video, e)
+                    break
+                if isinstance(item, common.Failure):
+                    self.failed.inc()
+                    yield beam.pvalue.TaggedOutput(FAILURES, item)
+                else:
+                    yield from self._clips(item, part)
+        if part.records:
+            yield Part(video.split, video.video_id, path, part.records)
         self.done += 1
         if self.done % 100 == 0:
             logging.info("prepare: %d videos in %.0f s on this worker", self.done,
                          time.time() - self.started)
 
-    def _clips(self, source):
+    def _clips(self, source, part):
         video, config, made, ok = source.video, self.config, 0, True
         try:
             for clip in clip_sampling.sample_clips(source, config):
                 record = clip_schema.build_clip(clip, config.image_format, config.jpeg_quality,
                                                 config.png_compression)
-                made += 1
                 # deterministic: map fields (the features) in key order, the same in every process
-                yield (video.split, clip.video_id, clip.clip_start,
-                       record.SerializeToString(deterministic=True))
+                part.write(record.SerializeToString(deterministic=True))
+                made += 1
         except Exception as e:  # pylint: disable=broad-except
             ok = False
             yield self._failure(video, e)
@@ -198,19 +222,52 @@ class MakeClips(beam.DoFn):
             yield beam.pvalue.TaggedOutput(COUNTS, (key, n))
 
 
+@dataclasses.dataclass(frozen=True, order=True)
+class Part:
+    """A video's records, in clip order, in a TFRecord file of their own."""
+    split: str
+    video_id: str
+    path: str
+    records: int
+
+
+class LazyRecordWriter:
+    """A TFRecord writer that creates its file at the first record, and counts the records."""
+
+    def __init__(self, path: str):
+        self.path, self.records, self.writer = path, 0, None
+
+    def write(self, record: bytes) -> None:
+        if self.writer is None:
+            self.writer = tf.io.TFRecordWriter(self.path)
+        self.writer.write(record)
+        self.records += 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        if self.writer is not None:
+            self.writer.close()
+
+
 class WriteShard(beam.DoFn):
-    """((split, shard), {"keys": [...], "clips": [(video id, start, bytes)]}) -> a shard file,
-    records sorted by (video id, clip start); written to a temporary name, then renamed."""
+    """((split, shard), {"keys": [...], "parts": [Part]}) -> the shard file: its parts concatenated
+    in video id order (written to a temporary name, then renamed); then the parts are deleted."""
 
     def __init__(self, dataset_dir: str):
         self.dataset_dir = dataset_dir
 
     def process(self, element, num_shards):
         (split, shard), grouped = element
-        records = sorted(grouped["clips"])
+        parts = sorted(grouped["parts"])
         path = shard_path(self.dataset_dir, split, shard, num_shards.get(split, 1))
-        write_atomically(path, [record for _, _, record in records], tfrecord=True)
-        yield split, len(records)
+        if not tf.io.gfile.exists(path):   # it does for a retry after the shard was written
+            with atomic_path(path) as temporary:
+                concatenate([part.path for part in parts], temporary)
+            for part in parts:
+                tf.io.gfile.remove(part.path)
+        yield split, sum(part.records for part in parts)
 
 
 class WriteFailures(beam.DoFn):
@@ -221,21 +278,45 @@ class WriteFailures(beam.DoFn):
 
     def process(self, element):
         split, grouped = element
-        write_atomically(failures_path(self.dataset_dir, split), sorted(grouped["failures"]))
+        with atomic_path(failures_path(self.dataset_dir, split)) as temporary:
+            with tf.io.gfile.GFile(temporary, "w") as f:
+                f.write("".join(line + "\n" for line in sorted(grouped["failures"])))
 
 
-def write_atomically(path: str, items, tfrecord: bool = False) -> None:
-    """Writes TFRecords (bytes) or text lines to a temporary file, then renames it to `path`."""
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """A temporary path beside `path` to write to. When the block ends without an error, what was
+    written there is renamed to `path` (nothing happens if nothing was written); when it raises,
+    it is removed. So `path` is never half-written, and a retried attempt rewrites it whole."""
     tf.io.gfile.makedirs(os.path.dirname(path))
     temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-    if tfrecord:
-        with tf.io.TFRecordWriter(temporary) as writer:
-            for item in items:
-                writer.write(item)
-    else:
-        with tf.io.gfile.GFile(temporary, "w") as f:
-            f.write("".join(line + "\n" for line in items))
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    try:
+        yield temporary
+    except BaseException:
+        if tf.io.gfile.exists(temporary):
+            tf.io.gfile.remove(temporary)
+        raise
+    if tf.io.gfile.exists(temporary):
+        tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def concatenate(sources: list[str], target: str) -> None:
+    """Writes the files `sources` one after the other into `target` (TFRecord files concatenate).
+    Local files are copied in the kernel (os.copy_file_range: ~8x less CPU than reading and
+    writing through Python); remote ones are streamed through tf.io.gfile."""
+    if common.is_remote(target) or any(common.is_remote(s) for s in sources):
+        with tf.io.gfile.GFile(target, "wb") as out:
+            out.write(b"")   # created even when there are no sources
+            for source in sources:
+                with tf.io.gfile.GFile(source, "rb") as f:
+                    shutil.copyfileobj(f, out, _COPY_CHUNK)
+        return
+    with open(target, "wb") as out:
+        for source in sources:
+            with open(source, "rb") as f:
+                left = os.fstat(f.fileno()).st_size
+                while left > 0:
+                    left -= os.copy_file_range(f.fileno(), out.fileno(), left)
 
 
 def write_stats(counts: dict, dataset_dir: str, config_dict: dict, splits: list[str],
@@ -275,14 +356,14 @@ def build_pipeline(pipeline: beam.Pipeline, config, dataset_dir: str) -> None:
         | "ShardCount" >> beam.Map(lambda kv: (kv[0], shard_count(config, kv[1]))))
     made = (listed.videos
             | "OneVideoPerWorkUnit" >> beam.Reshuffle()
-            | "MakeClips" >> beam.ParDo(MakeClips(config)).with_outputs(FAILURES, COUNTS,
-                                                                        main="clips"))
-    # Clips -> shards; every shard index gets a key, so empty shards are written too.
+            | "MakeClips" >> beam.ParDo(MakeClips(config, dataset_dir)).with_outputs(
+                FAILURES, COUNTS, main="parts"))
+    # Parts -> shards; every shard index gets a key, so empty shards are written too.
     shard_keys = split_names | "ShardKeys" >> beam.FlatMap(
         lambda split, n: [((split, i), None) for i in range(n.get(split, 1))], num_shards)
-    keyed_clips = made.clips | "KeyByShard" >> beam.Map(
-        lambda c, n: (shard_of(c[0], c[1], c[2], n), c[1:]), num_shards)
-    _ = ({"keys": shard_keys, "clips": keyed_clips}
+    keyed_parts = made.parts | "KeyByShard" >> beam.Map(
+        lambda part, n: (shard_of(part.split, part.video_id, n), part), num_shards)
+    _ = ({"keys": shard_keys, "parts": keyed_parts}
          | "GroupShards" >> beam.CoGroupByKey()
          | "WriteShards" >> beam.ParDo(WriteShard(dataset_dir), num_shards))
     # Dead letters, one sorted file per split (empty when nothing failed).
@@ -303,8 +384,14 @@ def build_pipeline(pipeline: beam.Pipeline, config, dataset_dir: str) -> None:
                                           num_shards)
 
 
+def remove_work_dir(dataset_dir: str) -> None:
+    if tf.io.gfile.exists(work_dir(dataset_dir)):
+        tf.io.gfile.rmtree(work_dir(dataset_dir))
+
+
 def clear_outputs(dataset_dir: str, splits: list[str]) -> None:
-    """Removes the shards and failures files an earlier run left in the splits' folders."""
+    """Removes the shards, failures files and part files an earlier run left."""
+    remove_work_dir(dataset_dir)
     for split in splits:
         for pattern in ("clips-*", "failures-*"):
             for path in tf.io.gfile.glob(os.path.join(split_dir(dataset_dir, split), pattern)):
@@ -324,6 +411,7 @@ def run_prepare(dataset_config: ml_collections.ConfigDict, out_dir: str,
     started = time.time()
     with beam.Pipeline(options=PipelineOptions(list(beam_args or []))) as pipeline:
         build_pipeline(pipeline, config, dataset_dir)
+    remove_work_dir(dataset_dir)   # empty folders now, and the parts of abandoned attempts
     stats = json.loads(common.read_text(os.path.join(dataset_dir, "stats.json")))
     stats["elapsed_s"] = round(time.time() - started, 3)
     return stats

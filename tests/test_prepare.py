@@ -51,6 +51,7 @@ def test_demo_prepares_parses_and_is_byte_identical(tmp_path):
     assert sorted(shard_bytes(a)) == ["test/clips-00000-of-00001.tfrecord",
                                       "train/clips-00000-of-00001.tfrecord"]
     assert shard_bytes(a) == shard_bytes(b)
+    assert sorted(os.listdir(a)) == ["schema.pbtxt", "stats.json", "test", "train"]   # no parts left
     # 6 videos per class of 32 frames, the last one held out; 8-frame clips, all policy: 4 each.
     assert first["splits"]["train"]["clips_written"] == 80 and first["splits"]["test"]["clips_written"] == 16
     assert first["splits"]["train"]["clips_per_class"] == {"bounce": 20, "orbit": 20, "pulse": 20, "slide": 20}
@@ -78,7 +79,8 @@ def test_demo_prepares_parses_and_is_byte_identical(tmp_path):
 
 
 def test_png_frames_decode_losslessly_with_tf_and_pil():
-    """encode_png_frames writes PNG by hand (Up filter + libdeflate): any size, level, content."""
+    """encode_png_frames writes PNG by hand (stored, or Up filter + libdeflate): any size, level,
+    content."""
     rng = np.random.RandomState(0)
     frames = rng.randint(0, 256, (3, 5, 7, 3)).astype(np.uint8)
     frames[1] = 200                                                     # flat: compresses
@@ -93,6 +95,30 @@ def test_png_frames_decode_losslessly_with_tf_and_pil():
     assert tf.io.decode_png(single[0]).numpy().tolist() == [[[7, 7, 7]]]
     with pytest.raises(ValueError, match="deflate level 0-12, got 13"):
         clip_schema.encode_png_frames(frames, 13)
+
+
+def test_parts_concatenate_into_shards_and_writes_are_all_or_nothing(tmp_path):
+    parts = []
+    for name, values in [("a", [b"1", b"22"]), ("b", []), ("c", [b"333"])]:
+        path = str(tmp_path / "work" / f"{name}.tfrecord")
+        with prepare.atomic_path(path) as temporary, prepare.LazyRecordWriter(temporary) as writer:
+            for value in values:
+                writer.write(value)
+        assert writer.records == len(values) and os.path.exists(path) == bool(values)
+        parts += [path] * bool(values)
+    shard = str(tmp_path / "out" / "shard.tfrecord")
+    with prepare.atomic_path(shard) as temporary:
+        prepare.concatenate(parts, temporary)
+    assert [r.numpy() for r in tf.data.TFRecordDataset(shard)] == [b"1", b"22", b"333"]
+    with prepare.atomic_path(str(tmp_path / "out" / "empty.tfrecord")) as temporary:
+        prepare.concatenate([], temporary)                                # an empty shard exists too
+    assert os.path.getsize(tmp_path / "out" / "empty.tfrecord") == 0
+    with pytest.raises(RuntimeError, match="worker died"):                 # a failed attempt leaves
+        with prepare.atomic_path(shard) as temporary:                      # the old file and no
+            prepare.concatenate(parts[:1], temporary)                      # temporary behind
+            raise RuntimeError("worker died")
+    assert sorted(os.listdir(tmp_path / "out")) == ["empty.tfrecord", "shard.tfrecord"]
+    assert len(list(tf.data.TFRecordDataset(shard))) == 3
 
 
 def write_bad_inputs(root: str) -> None:

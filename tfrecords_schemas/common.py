@@ -1,6 +1,7 @@
 """What both record formats share: the schema tag, version checks and TFMD schema building."""
 import os
 
+import numpy as np
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 from google.protobuf import text_format
@@ -13,27 +14,25 @@ class SchemaError(ValueError):
     """A record that does not follow the expected schema (or version)."""
 
 
-def bytes_feature(values) -> tf.train.Feature:
-    if isinstance(values, (bytes, str)):
-        values = [values]
-    return tf.train.Feature(bytes_list=tf.train.BytesList(
-        value=[v.encode() if isinstance(v, str) else bytes(v) for v in values]))
-
-
-def int_feature(values) -> tf.train.Feature:
-    if not hasattr(values, "__len__"):
-        values = [values]
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
-
-
-def float_feature(values) -> tf.train.Feature:
-    if not hasattr(values, "__len__"):
-        values = [values]
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
-
-
-def tag_features(name: str, version: int) -> dict:
-    return {SCHEMA_KEY: bytes_feature(name), VERSION_KEY: int_feature(version)}
+def build_example(name: str, version: int, features: dict, values: dict) -> tf.train.Example:
+    """A record of schema `name` (tagged with it and `version`) holding `values` ({feature: a value
+    or a sequence}); each feature gets the list type its `features` entry (TFMD type, length) names.
+    Values go straight into the record, so large byte strings (encoded frames) are copied once."""
+    example = tf.train.Example()
+    fields = example.features.feature
+    for key, value in {SCHEMA_KEY: name, VERSION_KEY: version, **values}.items():
+        if isinstance(value, np.ndarray):
+            value = value.reshape(-1).tolist()
+        elif isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+            value = [value]
+        kind = features[key][0]
+        if kind == schema_pb2.BYTES:
+            fields[key].bytes_list.value.extend(v.encode() if isinstance(v, str) else v for v in value)
+        elif kind == schema_pb2.INT:
+            fields[key].int64_list.value.extend(int(v) for v in value)
+        else:
+            fields[key].float_list.value.extend(float(v) for v in value)
+    return example
 
 
 def check_tag(serialized: bytes, name: str, version: int, required: tuple[str, ...]) -> tf.train.Example:

@@ -56,18 +56,12 @@ def build_tokens(grid: TokenGrid) -> tf.train.Example:
                              f"expected {list(tokens.shape)}")
         if ids.size and (ids.min() < 0 or ids.max() >= grid.codebook_size):
             raise ValueError(f"clip {grid.clip_id}: {name} ids outside [0, {grid.codebook_size})")
-    f = common.tag_features(NAME, VERSION)
-    f.update(
-        tokens=common.int_feature(tokens.reshape(-1)),
-        grid_shape=common.int_feature(tokens.shape),
-        codebook_size=common.int_feature(grid.codebook_size),
-        tokenizer_id=common.bytes_feature(grid.tokenizer_id),
-        label=common.int_feature(grid.label), label_name=common.bytes_feature(grid.label_name),
-        clip_id=common.bytes_feature(grid.clip_id), dataset=common.bytes_feature(grid.dataset),
-    )
-    for task, ids in grid.conditions.items():
-        f[CONDITION_PREFIX + task] = common.int_feature(np.asarray(ids).reshape(-1))
-    return tf.train.Example(features=tf.train.Features(feature=f))
+    values = dict(tokens=tokens, grid_shape=tokens.shape, codebook_size=grid.codebook_size,
+                  tokenizer_id=grid.tokenizer_id, label=grid.label, label_name=grid.label_name,
+                  clip_id=grid.clip_id, dataset=grid.dataset)
+    values.update({CONDITION_PREFIX + task: np.asarray(ids) for task, ids in grid.conditions.items()})
+    kinds = {**FEATURES, **{CONDITION_PREFIX + task: (_INT, None) for task in grid.conditions}}
+    return common.build_example(NAME, VERSION, kinds, values)
 
 
 def feature_spec(grid_shape: tuple[int, int, int], conditions: tuple[str, ...] = ()) -> dict:

@@ -128,16 +128,16 @@ def _open(path: str):
 
 
 def read_file(video: Video, config) -> Iterator[Source]:
-    """The `read` of the file-based readers: one Source per video file, decoded with PyAV."""
+    """The `read` of the file-based readers: one Source per video file, whose `frames()` decodes
+    (once) with PyAV from the file opened here to read its frame rate."""
     try:
-        info = video_io.video_info(_open(video.path))
+        opened = video_io.VideoFile(_open(video.path))
     except video_io.VideoError as e:
         if tf.io.gfile.stat(video.path).length == 0:
             raise BadInput("empty_file", f"{video.path}: empty file (0 bytes)") from e
         raise
     yield Source(
-        video=video, fps=info["fps"] or config.fps_when_unknown,
-        frames=lambda: video_io.iter_frames(_open(video.path), config.resolution,
-                                            config.resize_filter),
+        video=video, fps=opened.fps or config.fps_when_unknown,
+        frames=lambda: opened.frames(config.resolution, config.resize_filter),
         count_frames=lambda: video_io.count_frames(_open(video.path)),
-        declared_frames=info["frames"])
+        declared_frames=opened.declared_frames)
