@@ -15,12 +15,16 @@ perplexity), `schema.pbtxt`, and the dead-letter `failures-*.jsonl` ({"path", "s
 
 A tokenizer whose clip shape is not that of most of the first clip records is refused up front.
 """
+import dataclasses
 import json
 import os
 import sys
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils import shared
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 import numpy as np
 import tensorflow as tf
 
@@ -69,24 +73,16 @@ _CLIP_FIELDS = ("label", "label_name", "video_id", "clip_start", "dataset")
 def batch_decoder(clip_shape: tuple[int, int, int]):
     """A function: list of serialized clip records -> list of decoded clips (see `decode_clip`).
 
-    One compiled call parses the whole batch (~3x less CPU than a call per record). Any bad record
-    makes the call fail; `decode_records` then decodes record by record to find it.
+    One compiled call (`clip_schema.parse_clips`) parses the whole batch. Any bad record makes the
+    call fail; `EncodeRecords.process` then decodes record by record to find it.
     """
     clip_shape = tuple(int(s) for s in clip_shape)
-    signature = {"frames": tf.TensorSpec([*clip_shape, 3], tf.uint8),
-                 "label": tf.TensorSpec([], tf.int64), "label_name": tf.TensorSpec([], tf.string),
-                 "video_id": tf.TensorSpec([], tf.string), "clip_start": tf.TensorSpec([], tf.int64),
-                 "dataset": tf.TensorSpec([], tf.string)}
-
-    def parse_one(serialized):
-        parsed = clip_schema.parse_clip(serialized, shape=clip_shape)
-        return {k: parsed[k] for k in signature}
-
-    parse = tf.function(lambda batch: tf.map_fn(parse_one, batch, fn_output_signature=signature),
+    parse = tf.function(lambda batch: clip_schema.parse_clips(batch, clip_shape),
                         input_signature=[tf.TensorSpec([None], tf.string)])
 
     def decode(records: list[bytes]) -> list[dict]:
-        parsed = {k: v.numpy() for k, v in parse(tf.constant(records)).items()}
+        parsed = {k: v.numpy() for k, v in parse(tf.constant(records)).items()
+                  if k in ("frames",) + _CLIP_FIELDS}
         return [_clip_dict({k: v[i] for k, v in parsed.items()}) for i in range(len(records))]
     return decode
 
@@ -121,23 +117,44 @@ def decode_clip(serialized: bytes, clip_shape: tuple[int, int, int], parse=None)
     return _clip_dict({k: parsed[k].numpy() for k in ("frames",) + _CLIP_FIELDS})
 
 
-def encode_batch(tokenizer, clips: list[dict], batch_size: int, conditions=(),
-                 condition_frames: int = 1) -> list[tokens_schema.TokenGrid]:
-    """Encodes up to `batch_size` decoded clips (padded to exactly `batch_size`)."""
+@dataclasses.dataclass
+class PendingBatch:
+    """A batch whose encoding was started (`start_encoding`) and may still be running."""
+    clips: list[dict]
+    ids: object                       # [batch_size, t, h, w] jax.Array, padded
+    condition_ids: dict               # task -> the same, for the task's condition video
+
+
+def start_encoding(tokenizer, clips: list[dict], batch_size: int, conditions=(),
+                   condition_frames: int = 1) -> PendingBatch:
+    """Starts encoding up to `batch_size` decoded clips (padded to exactly `batch_size`, so the
+    encoder compiles once) and returns without waiting for the result."""
     if not 0 < len(clips) <= batch_size:
-        raise ValueError(f"encode_batch takes 1 to {batch_size} clips, got {len(clips)}")
+        raise ValueError(f"encoding takes 1 to {batch_size} clips at a time, got {len(clips)}")
     frames = np.stack([c["frames"] for c in clips])
     padded = np.concatenate([frames, np.repeat(frames[-1:], batch_size - len(clips), axis=0)])
-    ids = np.asarray(tokenizer.encode(padded))[:len(clips)]
-    condition_ids = {}
-    for task in conditions:
-        video = get_task(task, condition_frames).condition_video(padded)
-        condition_ids[task] = np.asarray(tokenizer.encode(video))[:len(clips)]
+    return PendingBatch(clips, tokenizer.encode_async(padded), {
+        task: tokenizer.encode_async(get_task(task, condition_frames).condition_video(padded))
+        for task in conditions})
+
+
+def finish_encoding(tokenizer, pending: PendingBatch) -> list[tokens_schema.TokenGrid]:
+    """Waits for a started batch; one token grid per clip."""
+    n = len(pending.clips)
+    ids = np.asarray(pending.ids, np.int32)[:n]
+    condition_ids = {task: np.asarray(v, np.int32)[:n] for task, v in pending.condition_ids.items()}
     return [tokens_schema.TokenGrid(
         tokens=ids[i], codebook_size=tokenizer.codebook_size, tokenizer_id=tokenizer.checkpoint_id,
         label=c["label"], label_name=c["label_name"], clip_id=c["clip_id"], dataset=c["dataset"],
         conditions={task: v[i] for task, v in condition_ids.items()})
-        for i, c in enumerate(clips)]
+        for i, c in enumerate(pending.clips)]
+
+
+def encode_batch(tokenizer, clips: list[dict], batch_size: int, conditions=(),
+                 condition_frames: int = 1) -> list[tokens_schema.TokenGrid]:
+    """Encodes up to `batch_size` decoded clips and waits for the result."""
+    return finish_encoding(tokenizer, start_encoding(tokenizer, clips, batch_size, conditions,
+                                                     condition_frames))
 
 
 def token_stats(counts: np.ndarray, num_clips: int) -> dict:
@@ -177,7 +194,11 @@ def _dims(shape) -> str:
 
 class EncodeRecords(beam.DoFn):
     """Batches of (path, serialized clip) -> a serialized token record per clip; bad records to
-    the `failures` output, (clips, token-id counts) per batch to the `histogram` output."""
+    the `failures` output, (clips, token-id counts) per batch to the `histogram` output.
+
+    Pipelined: a batch's encoding is started, and its records are written only after the next
+    batch is parsed, so parsing (TF, on this thread) overlaps encoding (XLA, on its threads) as in
+    a tf.data input pipeline; the last batch of a bundle is finished in `finish_bundle`."""
 
     def __init__(self, tokenizer_dir: str, clip_shape, batch_size: int, conditions,
                  condition_frames: int, shared_handle: shared.Shared):
@@ -194,6 +215,9 @@ class EncodeRecords(beam.DoFn):
         self._decode_batch = batch_decoder(self._clip_shape)
         self._decode_one = clip_decoder(self._clip_shape)
 
+    def start_bundle(self):
+        self._pending = None
+
     def process(self, batch):
         try:
             clips = self._decode_batch([serialized for _, serialized in batch])
@@ -207,10 +231,23 @@ class EncodeRecords(beam.DoFn):
                     yield beam.pvalue.TaggedOutput("failures", Failure(
                         path=path, split="", stage=STAGE, reason=e.reason,
                         detail=e.detail).to_json())
-        if not clips:
+        started = clips and start_encoding(self._tokenizer, clips, self._batch_size,
+                                           self._conditions, self._condition_frames)
+        yield from self._finish()
+        self._pending = started
+
+    def finish_bundle(self):
+        for output in self._finish():
+            tag, value = ((output.tag, output.value) if isinstance(output, beam.pvalue.TaggedOutput)
+                          else (None, output))
+            windowed = WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
+            yield windowed if tag is None else beam.pvalue.TaggedOutput(tag, windowed)
+
+    def _finish(self):
+        """The outputs of the pending batch, if any."""
+        if not self._pending:
             return
-        grids = encode_batch(self._tokenizer, clips, self._batch_size, self._conditions,
-                             self._condition_frames)
+        grids, self._pending = finish_encoding(self._tokenizer, self._pending), None
         beam.metrics.Metrics.counter(STAGE, "clips_encoded").inc(len(grids))
         for grid in grids:
             yield tokens_schema.build_tokens(grid).SerializeToString()
@@ -298,11 +335,14 @@ def run_pretokenize(splits: dict[str, str], tokenizer_dir: str, out_dir: str, *,
     for task in conditions:
         if not get_task(task, condition_frames).has_condition:
             raise ValueError(f"task {task!r} has no condition video to tokenize")
-    tokenizer = Tokenizer.load(tokenizer_dir)
+    # Loaded once here, through the handle the workers use: workers in this process (DirectRunner's
+    # default) share this instance and its compiled encoder; others load their own in setup().
+    shared_handle = shared.Shared()
+    holder = shared_handle.acquire(lambda: _SharedTokenizer(Tokenizer.load(tokenizer_dir)))
+    tokenizer = holder.tokenizer
     files = {split: list_files(pattern, flag="clips") for split, pattern in splits.items()}
     for split_files in files.values():
         check_tokenizer_matches(tokenizer, split_files)
-    shared_handle = shared.Shared()
     options = beam.options.pipeline_options.PipelineOptions(list(beam_args or []))
     with beam.Pipeline(options=options) as p:
         for split, split_files in files.items():

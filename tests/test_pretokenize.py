@@ -3,39 +3,18 @@ import glob
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from magvit import checkpoints
 from magvit.configs import get_config
-from magvit.tokenizer.api import Tokenizer
-from magvit.tokenizer.train_step import Models
+from magvit.tokenizer.api import Tokenizer, save_random_tokenizer
 from magvit.transformer.tasks import get_task
 from pipelines import pretokenize
 from tfrecords_schemas import clip as clip_schema
 from tfrecords_schemas import tokens as tokens_schema
 
 NUM_CLIPS = 5
-
-
-def save_random_tokenizer(workdir, config):
-    """An untrained tokenizer work directory in the layout training writes.
-
-    Random weights of the right shapes (from `jax.eval_shape`, so no slow model init): the job
-    must reproduce whatever this tokenizer computes.
-    """
-    template = jax.eval_shape(Models(config.tokenizer).init, jax.random.PRNGKey(0))
-    rng = np.random.RandomState(0)
-    state = jax.tree.map(lambda leaf: (0.2 * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
-                         if np.issubdtype(leaf.dtype, np.floating)
-                         else np.zeros(leaf.shape, leaf.dtype), template)
-    checkpoints.save_config(config, str(workdir))
-    ckpt = checkpoints.Checkpointer(str(workdir))
-    ckpt.save(0, state, force=True)
-    ckpt.close()
-    return str(workdir)
 
 
 def _clip(rng, i, shape):

@@ -44,6 +44,25 @@ def test_clip_parses_inside_tf_data():
     assert list(batch["clip_start"].numpy()) == [0, 1, 2]
 
 
+def test_clip_batches_parse_like_single_records_and_refuse_a_bad_one():
+    rng = np.random.RandomState(1)
+    records = [clip.build_clip(_clip(rng.randint(0, 256, (4, 8, 6, 3), dtype=np.uint8),
+                                     clip_start=i), png_compression=i).SerializeToString()
+               for i in range(3)]
+    batch = clip.parse_clips(tf.constant(records), (4, 8, 6))
+    assert batch["frames"].shape == (3, 4, 8, 6, 3)
+    for i, record in enumerate(records):
+        single = clip.parse_clip(record, shape=(4, 8, 6))
+        for key, value in single.items():
+            np.testing.assert_array_equal(batch[key][i].numpy(), value.numpy())
+    other_size = clip.build_clip(_clip(np.zeros((4, 8, 8, 3), np.uint8))).SerializeToString()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected \(T, H, W\) = \(4, 8, 6\)"):
+        clip.parse_clips(tf.constant(records + [other_size]), (4, 8, 6))
+    foreign = tokens.build_tokens(_grid()).SerializeToString()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not a magvit.clip record"):
+        clip.parse_clips(tf.constant([foreign] + records), (4, 8, 6))
+
+
 def test_clip_of_wrong_shape_is_refused():
     serialized = clip.build_clip(_clip()).SerializeToString()
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected \(T, H, W\) = \(16, 64, 64\)"):

@@ -66,14 +66,15 @@ def check_in_graph(condition, message: str):
 
 
 def parse_tag(serialized) -> dict:
-    """Parses just the schema tag (missing -> empty name, version -1)."""
-    return tf.io.parse_single_example(serialized, {
+    """Parses just the schema tag (missing -> empty name, version -1) of one record or a batch."""
+    return tf.io.parse_example(serialized, {
         SCHEMA_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
         VERSION_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1)})
 
 
 def assert_tag(serialized, name: str, version: int) -> list:
-    """In-graph check of a record's schema tag, before its other features are parsed."""
+    """In-graph check of the schema tag of a record (or of every record of a batch), before their
+    other features are parsed."""
     tag = parse_tag(serialized)
     return [check_in_graph(tf.equal(tag[SCHEMA_KEY], name), f"record is not a {name} record"),
             check_in_graph(tf.equal(tag[VERSION_KEY], version),

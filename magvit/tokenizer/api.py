@@ -2,8 +2,10 @@
 
     tokenizer = Tokenizer.load(workdir)            # config.json + latest checkpoint, EMA params
     tokens = tokenizer.encode(video)                # uint8 [B, T, H, W, 3] -> int32 [B, t, h, w]
+    pending = tokenizer.encode_async(video)         # the same, returning before it is computed
     video = tokenizer.decode(tokens)                # int [B, t, h, w] -> uint8 [B, T, H, W, 3]
     Tokenizer.from_params(tokenizer_config, params) # from in-memory parameters
+    save_random_tokenizer(workdir, config)          # an untrained one (smoke tests, benchmarks)
 
 The model is fully convolutional: any T, H, W divisible by the downsampling factors works;
 `clip_shape` and `grid_shape` are the configured ones.
@@ -56,6 +58,12 @@ class Tokenizer:
 
     def encode(self, video) -> np.ndarray:
         """uint8 [B, T, H, W, 3] -> int32 token ids [B, T/ft, H/fh, W/fw]."""
+        return np.asarray(self.encode_async(video), np.int32)
+
+    def encode_async(self, video) -> jax.Array:
+        """As `encode`, but returns at once: the ids are a jax.Array still being computed (on any
+        backend, CPU included), so the caller can prepare the next batch meanwhile; reading it
+        (np.asarray) waits for the result."""
         video = np.asarray(video)
         if video.dtype != np.uint8:
             raise TypeError(f"Tokenizer.encode expects uint8 video, got {video.dtype}")
@@ -66,7 +74,7 @@ class Tokenizer:
         if bad:
             raise ValueError(f"Tokenizer.encode: {', '.join(bad)} not divisible by the "
                              "downsampling factor")
-        return np.asarray(self._encode(self.params, video), np.int32)
+        return self._encode(self.params, video)
 
     def decode(self, tokens) -> np.ndarray:
         """int token ids [B, t, h, w] -> uint8 [B, t*ft, h*fh, w*fw, 3]."""
@@ -79,3 +87,20 @@ class Tokenizer:
             raise ValueError(f"Tokenizer.decode: ids outside [0, {self.codebook_size}): "
                              f"min {tokens.min()}, max {tokens.max()}")
         return np.asarray(self._decode(self.params, tokens.astype(np.int32)))
+
+
+def save_random_tokenizer(workdir: str, config: ml_collections.ConfigDict, seed: int = 0) -> str:
+    """Writes an untrained tokenizer work directory (config.json + a step-0 checkpoint, the layout
+    training writes) with random weights of the right shapes, for smoke tests and benchmarks: it
+    costs what a trained one costs to run. `config`: a full config (with a `tokenizer` section).
+    The weights come from `jax.eval_shape` plus numpy, so no slow model init."""
+    template = jax.eval_shape(Models(config.tokenizer).init, jax.random.PRNGKey(0))
+    rng = np.random.RandomState(seed)
+    state = jax.tree.map(lambda leaf: (0.2 * rng.standard_normal(leaf.shape)).astype(leaf.dtype)
+                         if np.issubdtype(leaf.dtype, np.floating)
+                         else np.zeros(leaf.shape, leaf.dtype), template)
+    checkpoints.save_config(config, str(workdir))
+    checkpointer = checkpoints.Checkpointer(str(workdir))
+    checkpointer.save(0, state, force=True)
+    checkpointer.close()
+    return str(workdir)
