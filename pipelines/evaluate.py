@@ -31,6 +31,7 @@ from absl import app, flags
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from magvit.configs.flags import define_config_flag, normalize_argv
+from magvit.data import list_files
 from magvit.metrics import frechet, fvd, lpips, reconstruction
 from tfrecords_schemas import clip as clip_schema
 
@@ -150,16 +151,9 @@ def _lpips_report(paired: dict, lpips_id: str) -> dict:
     return {"lpips": paired["lpips"], "lpips_status": f"computed with {lpips_id}"}
 
 
-def _check_pattern(flag: str, pattern: str) -> None:
-    if not pattern:
-        raise ValueError(f"--{flag} is required: a file pattern of clip TFRecords")
-    if not tf.io.gfile.glob(pattern):
-        raise ValueError(f"--{flag}={pattern}: no files match")
-
-
-def _read_clips(pipeline, side: str, pattern: str):
+def _read_clips(pipeline, side: str, files: list[str]):
     parsed = (pipeline
-              | f"{side}/pattern" >> beam.Create([pattern])
+              | f"{side}/files" >> beam.Create(files)
               | f"{side}/read" >> beam.io.ReadAllFromTFRecord(with_filename=True)
               | f"{side}/parse" >> beam.ParDo(_ParseClip(side)).with_outputs(DEAD_LETTER,
                                                                             main="clips"))
@@ -209,8 +203,8 @@ def _metrics(_, real, generated, paired, num_dead, info: dict) -> str:
 def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir: str,
                  beam_args: list[str] | None = None) -> dict:
     """Runs the evaluation job and returns the metrics, also written to `<out_dir>/metrics.json`."""
-    _check_pattern("real", real_pattern)
-    _check_pattern("generated", generated_pattern)
+    real_files = list_files(real_pattern, flag="real")
+    generated_files = list_files(generated_pattern, flag="generated")
     evaluator = fvd.FVD.from_config(eval_config)  # refuses missing weights before any work
     lpips_weights = eval_config.lpips_weights
     lpips_id = lpips.LPIPS.from_file(lpips_weights).weights_id if lpips_weights else ""
@@ -224,8 +218,8 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
             "dead_letter": os.path.join(out_dir, DEAD_LETTER + ".jsonl"),
             "lpips_weights": lpips_id}
     with beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
-        real_clips, real_dead = _read_clips(pipeline, "real", real_pattern)
-        generated_clips, generated_dead = _read_clips(pipeline, "generated", generated_pattern)
+        real_clips, real_dead = _read_clips(pipeline, "real", real_files)
+        generated_clips, generated_dead = _read_clips(pipeline, "generated", generated_files)
         if cached is None:
             real = _statistics(real_clips, "real", eval_config)
             if cache:

@@ -91,7 +91,7 @@ def test_bad_inputs_are_refused_before_running(data, tmp_path):
     _, _, real_path, generated_path = data
     with pytest.raises(ValueError, match="--allow_random_i3d"):
         evaluate.run_evaluate(real_path, generated_path, get_config("bair_b").eval, str(tmp_path))
-    with pytest.raises(ValueError, match=r"--generated=.*nothing-\*: no files match"):
+    with pytest.raises(FileNotFoundError, match=r"--generated='.*nothing-\*' matches no file"):
         evaluate.run_evaluate(real_path, str(tmp_path / "nothing-*"), _config(), str(tmp_path))
 
 
