@@ -284,8 +284,14 @@ class HistogramFn(beam.CombineFn):
         return token_stats(acc[1], acc[0])
 
 
-def _count(pcoll, label):
-    return pcoll | f"Count{label}" >> beam.combiners.Count.Globally()
+def write_split_summary(stats: dict, failures: list[str], split_dir: str, info: dict) -> None:
+    """Writes a split's dead letters (one JSON line each, sorted) and its stats.json."""
+    tf.io.gfile.makedirs(split_dir)
+    with tf.io.gfile.GFile(os.path.join(split_dir, f"{FAILURES_PREFIX}-00000-of-00001.jsonl"),
+                           "w") as f:
+        f.write("".join(line + "\n" for line in sorted(failures)))
+    with tf.io.gfile.GFile(os.path.join(split_dir, STATS_FILE), "w") as f:
+        json.dump({**stats, "failures": len(failures), **info}, f, sort_keys=True)
 
 
 def build_split(p, split: str, files: list[str], tokenizer, tokenizer_dir: str, out_dir: str,
@@ -304,23 +310,15 @@ def build_split(p, split: str, files: list[str], tokenizer, tokenizer_dir: str, 
          | f"Write[{split}]" >> beam.io.WriteToTFRecord(
              os.path.join(split_dir, TOKENS_PREFIX), file_name_suffix=".tfrecord",
              num_shards=num_shards))
-    _ = (decoded.failures
-         | f"WriteFailures[{split}]" >> beam.io.WriteToText(
-             os.path.join(split_dir, FAILURES_PREFIX), file_name_suffix=".jsonl"))
-    histogram = (decoded.histogram
-                 | f"Histogram[{split}]" >> beam.CombineGlobally(
-                     HistogramFn(tokenizer.codebook_size)))
-    failures = _count(decoded.failures, f"Failures[{split}]")
-    _ = (histogram
-         | f"Stats[{split}]" >> beam.Map(
-             lambda stats, n, info: json.dumps({**stats, "failures": n, **info}, sort_keys=True),
-             n=beam.pvalue.AsSingleton(failures),
+    failures = decoded.failures | f"Failures[{split}]" >> beam.combiners.ToList()
+    _ = (decoded.histogram
+         | f"Histogram[{split}]" >> beam.CombineGlobally(HistogramFn(tokenizer.codebook_size))
+         | f"WriteSummary[{split}]" >> beam.Map(
+             write_split_summary, failures=beam.pvalue.AsSingleton(failures), split_dir=split_dir,
              info={"split": split, "tokenizer_id": tokenizer.checkpoint_id,
                    "grid_shape": list(tokenizer.grid_shape),
                    "codebook_size": int(tokenizer.codebook_size),
-                   "conditions": list(conditions)})
-         | f"WriteStats[{split}]" >> beam.io.WriteToText(
-             os.path.join(split_dir, STATS_FILE), shard_name_template=""))
+                   "conditions": list(conditions)}))
 
 
 def run_pretokenize(splits: dict[str, str], tokenizer_dir: str, out_dir: str, *,
