@@ -72,8 +72,9 @@ def encode_png_frames(frames: np.ndarray, compression: int = 0) -> list[bytes]:
     rows uncompressed (filter None): encoding is a copy (~0.04 ms per 128x128 frame) and so is
     decoding, at about the raw size. Levels >= 1 first apply the Up row filter (one numpy pass for
     the whole clip) and then compress: level 1 costs ~0.4 ms per 128x128 frame for 0.7-0.9 of the
-    raw size on the benchmark's synthetic videos. The bytes are a function of the pixels and the libdeflate version
-    only (no CPU-specific code paths), so shards are byte-identical across workers.
+    raw size on the benchmark's synthetic videos. The bytes are a function of the pixels and the
+    libdeflate version only (no CPU-specific code paths), so shards are byte-identical across
+    workers.
     """
     if compression not in PNG_LEVELS:
         raise ValueError(f"PNG compression must be a deflate level 0-12, got {compression!r}")
@@ -134,6 +135,20 @@ def feature_spec() -> dict:
     )
 
 
+def _decode_frames(encoded, size: tuple[int, int] | tuple[None, None] = (None, None)):
+    """A 1-D tensor of encoded images -> uint8 [N, H, W, 3] (`size` = (H, W) when known)."""
+    spec = tf.TensorSpec([*size, 3], tf.uint8)
+    return tf.map_fn(lambda x: tf.ensure_shape(
+        tf.io.decode_image(x, channels=3, expand_animations=False), spec.shape),
+        encoded, fn_output_signature=spec)
+
+
+def _dims(parsed: dict):
+    """The recorded (T, H, W, C) of parsed records, on the last axis."""
+    return tf.stack([parsed["num_frames"], parsed["height"], parsed["width"], parsed["channels"]],
+                    axis=-1)
+
+
 def parse_clip(serialized, shape: tuple[int, int, int] | None = None) -> dict:
     """Parses one serialized clip record into tensors; `frames` is uint8 [T, H, W, 3].
 
@@ -143,10 +158,8 @@ def parse_clip(serialized, shape: tuple[int, int, int] | None = None) -> dict:
     """
     with tf.control_dependencies(common.assert_tag(serialized, NAME, VERSION)):
         parsed = tf.io.parse_single_example(serialized, feature_spec())
-    encoded = tf.sparse.to_dense(parsed["frames"], default_value=b"")
-    frames = tf.map_fn(lambda x: tf.io.decode_image(x, channels=3, expand_animations=False),
-                       encoded, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
-    dims = tf.stack([parsed["num_frames"], parsed["height"], parsed["width"], parsed["channels"]])
+    frames = _decode_frames(tf.sparse.to_dense(parsed["frames"], default_value=b""))
+    dims = _dims(parsed)
     checks = [common.check_in_graph(tf.equal(tf.shape(frames, out_type=tf.int64), dims),
                                     "clip frames do not match the recorded shape")]
     if shape is not None:
@@ -173,16 +186,11 @@ def parse_clips(serialized, shape: tuple[int, int, int]) -> dict:
     t, h, w = (int(s) for s in shape)
     with tf.control_dependencies(common.assert_tag(serialized, NAME, VERSION)):
         parsed = tf.io.parse_example(serialized, feature_spec())
-    dims = tf.stack([parsed["num_frames"], parsed["height"], parsed["width"], parsed["channels"]],
-                    axis=-1)
-    check = common.check_in_graph(tf.equal(dims, tf.constant([t, h, w, 3], tf.int64)),
+    check = common.check_in_graph(tf.equal(_dims(parsed), tf.constant([t, h, w, 3], tf.int64)),
                                   f"clip shape differs from the expected (T, H, W) = {(t, h, w)}")
     with tf.control_dependencies([check]):
         encoded = tf.reshape(tf.sparse.to_dense(parsed["frames"], default_value=b""), [-1])
-    frames = tf.map_fn(
-        lambda x: tf.ensure_shape(tf.io.decode_image(x, channels=3, expand_animations=False),
-                                  [h, w, 3]),
-        encoded, fn_output_signature=tf.TensorSpec([h, w, 3], tf.uint8))
+    frames = _decode_frames(encoded, (h, w))
     out = {k: v for k, v in parsed.items() if k != "frames"}
     out["frames"] = tf.reshape(frames, [-1, t, h, w, 3])
     return out
