@@ -13,6 +13,11 @@ class VideoError(ValueError):
     """A video file that cannot be opened or decoded; the message names the file."""
 
 
+class TruncatedVideo(VideoError):
+    """A video file that ends inside a frame's data (a cut-off download or copy). Raised by
+    `VideoFile.frames` after it has yielded every frame before the damaged one."""
+
+
 class VideoFile:
     """An open video file (a path or a binary file object): its first video stream's `fps`,
     `declared_frames` (0 when the container does not say) and size, and `frames()`, which decodes
@@ -43,9 +48,28 @@ class VideoFile:
         # damaged file depends on timing, and the data jobs must be deterministic.
         self.stream.thread_type = "SLICE"
         reformatter = VideoReformatter()
+        packets = self.container.demux(self.stream)
+        decoded = 0
         try:
-            for frame in self.container.decode(self.stream):
-                yield _to_rgb(frame, shorter_side, interpolation, reformatter)
+            packet = next(packets, None)
+            while packet is not None:
+                following = next(packets, None)   # one packet ahead, to know which is the last
+                try:
+                    decoded_frames = packet.decode()
+                except av.error.InvalidDataError:
+                    if following is not None and following.size:
+                        raise                      # damage inside the stream
+                    # flush the frames the decoder holds
+                    decoded_frames, packet = self.stream.decode(None), None
+                for frame in decoded_frames:
+                    decoded += 1
+                    yield _to_rgb(frame, shorter_side, interpolation, reformatter)
+                if packet is None:
+                    raise TruncatedVideo(f"{self.name}: the file ends inside the data of frame "
+                                         f"{decoded + 1} (cut off?)")
+                packet = following
+        except VideoError:
+            raise
         except (av.error.FFmpegError, OSError, ValueError) as e:
             raise VideoError(f"{self.name}: cannot decode video ({type(e).__name__}: {e})") from e
         finally:

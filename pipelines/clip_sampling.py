@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from magvit import video_io
 from pipelines.datasets.common import BadInput, Source
 from tfrecords_schemas.clip import Clip
 
@@ -119,6 +120,8 @@ def sample_clips(source: Source, config) -> Iterator[Clip]:
             yield Clip(frames=clip, fps=source.fps / stride, label=video.label,
                        label_name=video.label_name, video_id=video.video_id, clip_start=start,
                        dataset=config.name)
+    except video_io.TruncatedVideo as e:
+        raise BadInput("truncated", f"{e}: decoded {decoded} frames, {made} clips kept") from e
     finally:
         close = getattr(frames, "close", None)   # stop decoding (a generator) at once
         if close:

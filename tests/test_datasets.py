@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 
 import av
 import numpy as np
@@ -54,6 +55,18 @@ def write_any(path: str, frames: np.ndarray, fps: int = 25) -> str:
     else:
         video_io.write_video(path, frames, fps=fps)
     return path
+
+
+def truncate_inside_frame(path: str, index: int, keep: int = 9) -> None:
+    """Cuts the file `keep` bytes into the stored packet of frame `index` (a cut-off download). Cut
+    at a packet's start, not at a fraction of the file, so that the damage does not depend on the
+    encoder's exact output; the first few bytes of a packet never decode."""
+    with av.open(path) as container:
+        positions = [p.pos for p in container.demux(container.streams.video[0]) if p.size]
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:positions[index] + keep])
 
 
 UCF_CLASSES = ("ApplyEyeMakeup", "Basketball", "HandstandPushups")
@@ -260,6 +273,31 @@ def test_sample_clips_policies_and_too_short(tmp_path):
     with pytest.raises(common.BadInput, match="20 frames, a clip of 16 frames with stride 2 needs 31") as e:
         list(clip_sampling.sample_clips(source, config))
     assert e.value.reason == "too_short"
+
+
+def test_a_cut_off_file_keeps_its_frames_and_is_called_truncated(tmp_path):
+    frames = frames_of(8, 30)
+    whole = write_any(str(tmp_path / "whole.avi"), frames)
+    expected = video_io.read_video(whole)
+    video = common.Video(str(tmp_path / "cut.avi"), "all", -1, "", "cut")
+    config = dataset_config("folder", str(tmp_path), num_frames=4, resolution=24)
+    for keep, message in ((0, "decoded 13 of the 30 frames its container declares"),   # at a packet
+                          (9, "ends inside the data of frame 14 .*: decoded 13 frames")):  # inside
+        shutil.copy(whole, video.path)
+        truncate_inside_frame(video.path, 13, keep)
+        got = []
+        if keep:
+            with pytest.raises(video_io.TruncatedVideo, match="cut.avi: the file ends inside the "
+                                                              "data of frame 14"):
+                got.extend(video_io.iter_frames(video.path))
+        else:
+            got.extend(video_io.iter_frames(video.path))
+        np.testing.assert_array_equal(np.stack(got), expected[:13])   # every frame before the cut
+        (source,) = common.read_file(video, config)
+        clips = []
+        with pytest.raises(common.BadInput, match=message) as e:
+            clips.extend(clip_sampling.sample_clips(source, config))
+        assert e.value.reason == "truncated" and [c.clip_start for c in clips] == [0, 4, 8]
 
 
 # ---------------------------------------------------------------------------------- readers
