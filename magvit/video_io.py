@@ -55,16 +55,16 @@ class VideoFile:
             while packet is not None:
                 following = next(packets, None)   # one packet ahead, to know which is the last
                 try:
-                    decoded_frames = packet.decode()
+                    decoded_frames, cut_off = packet.decode(), False
                 except av.error.InvalidDataError:
                     if following is not None and following.size:
                         raise                      # damage inside the stream
-                    # flush the frames the decoder holds
-                    decoded_frames, packet = self.stream.decode(None), None
+                    # the last packet is damaged: flush the frames the decoder holds, then stop
+                    decoded_frames, cut_off = self.stream.decode(None), True
                 for frame in decoded_frames:
                     decoded += 1
                     yield _to_rgb(frame, shorter_side, interpolation, reformatter)
-                if packet is None:
+                if cut_off:
                     raise TruncatedVideo(f"{self.name}: the file ends inside the data of frame "
                                          f"{decoded + 1} (cut off?)")
                 packet = following
