@@ -105,7 +105,8 @@ def generated_record(task: task_lib.Task, frames: np.ndarray, clip: dict, cycle:
     return clip_schema.build_clip(clip_schema.Clip(
         frames=frames, fps=float(clip["fps"]), label=int(clip["label"]),
         label_name=clip["label_name"].decode(), video_id=video_id,
-        clip_start=int(clip["clip_start"]), dataset=f"generated/{task.name}")).SerializeToString()
+        clip_start=int(clip["clip_start"]), dataset=f"generated/{task.name}")).SerializeToString(
+        deterministic=True)
 
 
 def _seed(seed: int, *path: int) -> int:

@@ -13,6 +13,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from components import artifacts, config_param, progress
+from magvit import remote
 from magvit.tokenizer.api import Tokenizer
 from magvit.train_tokenizer import train
 
@@ -34,7 +35,7 @@ def TokenizerTrainer(clips: InputArtifact[standard_artifacts.Examples],
         metrics = train(run_config, artifacts.split_pattern(clips, TRAIN_SPLIT), model.uri,
                         eval_pattern=eval_pattern)
     model.set_string_custom_property("checkpoint_id", Tokenizer.load(model.uri).checkpoint_id)
-    with open(os.path.join(evaluation.uri, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2, sort_keys=True)
+    remote.write_text(os.path.join(evaluation.uri, "metrics.json"),
+                      json.dumps(metrics, indent=2, sort_keys=True))
     artifacts.set_numbers(evaluation, {k: v for k, v in metrics.items() if k.startswith("eval_")}
                           or metrics)

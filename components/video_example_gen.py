@@ -5,13 +5,13 @@ Output layout (the data job's): `<uri>/<dataset>/<split>/clips-*.tfrecord` and t
 splits and their patterns are artifact properties (`components.artifacts`), and so are the videos
 read, clips written and failures of each split.
 """
-import os
 
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from components import artifacts, config_param, progress
+from magvit import remote
 from pipelines.prepare import run_prepare
 
 SECTIONS = ("dataset",)
@@ -27,7 +27,7 @@ def VideoExampleGen(examples: OutputArtifact[standard_artifacts.Examples],
         stats = run_prepare(dataset, examples.uri, beam_args=config_param.loads_list(beam_args))
     splits = stats["splits"]
     artifacts.set_splits(examples, {
-        split: os.path.relpath(s["clips_pattern"], os.path.abspath(examples.uri))
+        split: remote.relative(s["clips_pattern"], examples.uri)
         for split, s in splits.items()})
     artifacts.set_numbers(examples, {split: {k: s[k] for k in COUNTS} for split, s in splits.items()})
     examples.set_string_custom_property("dataset", dataset.name)

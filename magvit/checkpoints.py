@@ -9,6 +9,9 @@ Layout of a work directory:
 `Checkpointer.restore(template)` restores onto the shardings of `template` (arrays or
 `jax.ShapeDtypeStruct`s, e.g. from `jax.eval_shape`); leaves without a sharding go to
 `default_sharding` (replicated on a mesh, see `magvit.train_utils.replicated`).
+
+`workdir` may be remote: orbax writes `gs://` itself; other `tf.io.gfile` schemes go through a
+local mirror (`magvit.remote.LocalMirror`) that `wait()` and `close()` upload.
 """
 import json
 import os
@@ -17,6 +20,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 import tensorflow as tf
+
+from magvit import remote
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -43,7 +48,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def checkpoint_dir(workdir: str) -> str:
-    return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+    return os.path.join(remote.absolute(workdir), CHECKPOINT_SUBDIR)
 
 
 class Checkpointer:
@@ -52,8 +57,11 @@ class Checkpointer:
     def __init__(self, workdir: str, max_to_keep: int = 3, save_every_steps: int = 1):
         self.directory = checkpoint_dir(workdir)
         self.save_every_steps = max(int(save_every_steps), 1)
+        self._mirror = (None if remote.orbax_can_write(self.directory)
+                        else remote.LocalMirror(self.directory))
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
+        self._manager = ocp.CheckpointManager(self._mirror.local if self._mirror else self.directory,
+                                              options=options,
                                               item_names=("state", "meta"))
 
     def latest_step(self) -> int | None:
@@ -86,9 +94,13 @@ class Checkpointer:
         return restored["state"], dict(restored["meta"] or {})
 
     def wait(self) -> None:
-        """Blocks until asynchronous saves are on disk."""
+        """Blocks until asynchronous saves are on disk (and, through a mirror, uploaded)."""
         self._manager.wait_until_finished()
+        if self._mirror and jax.process_index() == 0:
+            self._mirror.upload()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
+        self.wait()
         self._manager.close()
+        if self._mirror:
+            self._mirror.close()

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from magvit import checkpoints, data, train_utils
+from magvit import checkpoints, data, remote, train_utils
 from magvit.configs.flags import define_config_flag, normalize_argv
 from magvit.metrics import reconstruction
 from magvit.tokenizer import inflation
@@ -137,8 +137,8 @@ def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
         eval_writer.write_scalars(result["step"], eval_metrics)
         eval_writer.close()
         if jax.process_index() == 0:
-            with open(os.path.join(workdir, EVAL_METRICS_FILE), "w") as f:
-                json.dump({"step": result["step"], **eval_metrics}, f, indent=2)
+            remote.write_text(os.path.join(workdir, EVAL_METRICS_FILE),
+                              json.dumps({"step": result["step"], **eval_metrics}, indent=2))
         result.update({f"eval_{k}": v for k, v in eval_metrics.items()})
     return result
 

@@ -302,5 +302,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main, argv=normalize_argv(sys.argv), flags_parser=_parse_flags)
+    # Run the imported module, not this `__main__` copy: what Beam workers unpickle must name
+    # `pipelines.evaluate`, which every worker process can import.
+    from pipelines import evaluate as _importable
+    _importable._define_flags()  # pylint: disable=protected-access
+    app.run(_importable.main, argv=normalize_argv(sys.argv), flags_parser=_importable._parse_flags)

@@ -25,17 +25,14 @@ Command line (any Beam pipeline flag passes through):
   ... --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp \
       --setup_file=./setup.py --out_dir=gs://B/out --config.dataset.root=gs://B/ucf101
 """
-import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
-import shutil
 import sys
+import tempfile
 import time
-import uuid
 import zlib
 
 import apache_beam as beam
@@ -45,9 +42,10 @@ from absl import flags
 from apache_beam.options.pipeline_options import PipelineOptions
 from ml_collections import config_flags as ml_config_flags
 
-from magvit import video_io
+from magvit import remote, video_io
 from magvit.configs import flags as config_flags
 from pipelines import clip_sampling, datasets
+from pipelines.part_files import LazyRecordWriter, Part, atomic_path, concatenate  # noqa: F401
 from pipelines.datasets import common
 from tfrecords_schemas import clip as clip_schema
 from tfrecords_schemas.common import write_schema
@@ -56,7 +54,6 @@ FAILURES = "failures"
 COUNTS = "counts"
 IMAGE_FORMATS = ("png", "jpeg")
 _CLIP_REASONS = ("too_short",)   # dead letters of the clip stage; the others are decode's
-_COPY_CHUNK = 16 << 20           # bytes per read when concatenating parts into a shard
 
 
 # ----------------------------------------------------------------------------------------- layout
@@ -124,14 +121,20 @@ def resolve_config(dataset_config, out_dir: str) -> ml_collections.ConfigDict:
     """A checked copy of the dataset config; generates the demo videos when the demo has no root."""
     config = ml_collections.ConfigDict(dataset_config.to_dict())
     if config.name == "demo" and not config.root:
-        if common.is_remote(out_dir):
-            raise ValueError(f"--out_dir={out_dir}: the demo videos are generated on this machine; "
-                             f"give a local --out_dir or --config.dataset.root")
-        config.root = datasets.demo.generate_for(config, os.path.join(out_dir, "demo_videos"))
-    if config.root and not common.is_remote(config.root):
-        config.root = os.path.abspath(config.root)   # workers may run in another directory
+        config.root = _generate_demo(config, os.path.join(out_dir, "demo_videos"))
+    if config.root:
+        config.root = remote.absolute(config.root)   # workers may run in another directory
     check_config(config)
     return config
+
+
+def _generate_demo(config, root: str) -> str:
+    """The demo videos under `root`; generated in a local folder and uploaded when it is remote."""
+    if not common.is_remote(root):
+        return datasets.demo.generate_for(config, root)
+    with tempfile.TemporaryDirectory(prefix="magvit-demo-") as local:  # local-only
+        remote.copy_tree(datasets.demo.generate_for(config, local), root)
+    return root
 
 
 # ------------------------------------------------------------------------------------------ DoFns
@@ -222,35 +225,6 @@ class MakeClips(beam.DoFn):
             yield beam.pvalue.TaggedOutput(COUNTS, (key, n))
 
 
-@dataclasses.dataclass(frozen=True, order=True)
-class Part:
-    """A video's records, in clip order, in a TFRecord file of their own."""
-    split: str
-    video_id: str
-    path: str
-    records: int
-
-
-class LazyRecordWriter:
-    """A TFRecord writer that creates its file at the first record, and counts the records."""
-
-    def __init__(self, path: str):
-        self.path, self.records, self.writer = path, 0, None
-
-    def write(self, record: bytes) -> None:
-        if self.writer is None:
-            self.writer = tf.io.TFRecordWriter(self.path)
-        self.writer.write(record)
-        self.records += 1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *_):
-        if self.writer is not None:
-            self.writer.close()
-
-
 class WriteShard(beam.DoFn):
     """((split, shard), {"keys": [...], "parts": [Part]}) -> the shard file: its parts concatenated
     in video id order (written to a temporary name, then renamed); then the parts are deleted."""
@@ -281,42 +255,6 @@ class WriteFailures(beam.DoFn):
         with atomic_path(failures_path(self.dataset_dir, split)) as temporary:
             with tf.io.gfile.GFile(temporary, "w") as f:
                 f.write("".join(line + "\n" for line in sorted(grouped["failures"])))
-
-
-@contextlib.contextmanager
-def atomic_path(path: str):
-    """A temporary path beside `path` to write to. When the block ends without an error, what was
-    written there is renamed to `path` (nothing happens if nothing was written); when it raises,
-    it is removed. So `path` is never half-written, and a retried attempt rewrites it whole."""
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-    try:
-        yield temporary
-    except BaseException:
-        if tf.io.gfile.exists(temporary):
-            tf.io.gfile.remove(temporary)
-        raise
-    if tf.io.gfile.exists(temporary):
-        tf.io.gfile.rename(temporary, path, overwrite=True)
-
-
-def concatenate(sources: list[str], target: str) -> None:
-    """Writes the files `sources` one after the other into `target` (TFRecord files concatenate).
-    Local files are copied in the kernel (os.copy_file_range: ~8x less CPU than reading and
-    writing through Python); remote ones are streamed through tf.io.gfile."""
-    if common.is_remote(target) or any(common.is_remote(s) for s in sources):
-        with tf.io.gfile.GFile(target, "wb") as out:
-            out.write(b"")   # created even when there are no sources
-            for source in sources:
-                with tf.io.gfile.GFile(source, "rb") as f:
-                    shutil.copyfileobj(f, out, _COPY_CHUNK)
-        return
-    with open(target, "wb") as out:
-        for source in sources:
-            with open(source, "rb") as f:
-                left = os.fstat(f.fileno()).st_size
-                while left > 0:
-                    left -= os.copy_file_range(f.fileno(), out.fileno(), left)
 
 
 def write_stats(counts: dict, dataset_dir: str, config_dict: dict, splits: list[str],
@@ -402,8 +340,7 @@ def run_prepare(dataset_config: ml_collections.ConfigDict, out_dir: str,
                 beam_args: list[str] | None = None) -> dict:
     """Prepares the dataset of `dataset_config` under `<out_dir>/<name>/`; returns stats.json's
     content plus `elapsed_s`. `beam_args` are Beam pipeline flags (--runner, ...)."""
-    if not common.is_remote(out_dir):
-        out_dir = os.path.abspath(out_dir)
+    out_dir = remote.absolute(out_dir)
     config = resolve_config(dataset_config, out_dir)
     dataset_dir = os.path.join(out_dir, config.name)
     clear_outputs(dataset_dir, common.split_names(config))
@@ -450,5 +387,8 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
+    # Run the imported module, not this `__main__` copy: the DoFns and the `Part` records that
+    # workers unpickle must name `pipelines.prepare`, which every worker process can import.
+    from pipelines import prepare as _importable
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    main(sys.argv)
+    _importable.main(sys.argv)

@@ -250,7 +250,8 @@ class EncodeRecords(beam.DoFn):
         grids, self._pending = finish_encoding(self._tokenizer, self._pending), None
         beam.metrics.Metrics.counter(STAGE, "clips_encoded").inc(len(grids))
         for grid in grids:
-            yield tokens_schema.build_tokens(grid).SerializeToString()
+            # deterministic: map fields (the features) in key order, the same bytes every run
+            yield tokens_schema.build_tokens(grid).SerializeToString(deterministic=True)
         ids = np.stack([grid.tokens for grid in grids])
         yield beam.pvalue.TaggedOutput("histogram", (len(grids), np.bincount(
             ids.reshape(-1), minlength=self._tokenizer.codebook_size)))
@@ -384,4 +385,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not this `__main__` copy: what Beam workers unpickle must name
+    # `pipelines.pretokenize`, which every worker process can import.
+    from pipelines import pretokenize as _importable
+    sys.exit(_importable.main())

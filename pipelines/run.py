@@ -2,16 +2,21 @@
 
     python -m pipelines.run --dataset=demo --config=tiny --pipeline_root=runs/demo --runner=DirectRunner
 
-`--orchestrator=local` runs the stages here with LocalDagRunner and a SQLite MLMD store under the
-pipeline root (a second run with the same inputs and config is served from cache) and ends with a
-summary; `--orchestrator=kubeflow` compiles the same pipeline to the KFP v2 JSON that Kubeflow
-Pipelines and Vertex AI Pipelines run, in the container image given by `--image` (Dockerfile).
+`--orchestrator=local` runs the stages here with LocalDagRunner (a second run with the same inputs
+and config is served from cache) and ends with a summary. Artifacts go under `--pipeline_root`,
+local or remote (gs://); the SQLite MLMD store always stays on this machine (`--metadata_path`).
+`--orchestrator=kubeflow` compiles the same pipeline to the KFP v2 JSON that Kubeflow Pipelines
+and Vertex AI Pipelines run, in the container image given by `--image` (Dockerfile); the trainers
+and the evaluator ask for `--accelerator` x `--accelerator_count`, `--cpu_limit`, `--memory_limit`.
+With `--orchestrator=kubeflow` or a remote Beam runner (Dataflow) every path must be remote: a
+local one is refused before anything runs.
 
 Beam pipeline options (`--runner`, `--direct_num_workers`, `--project`, `--region`,
 `--temp_location`, `--setup_file`...) pass through to every Beam stage; any other unknown flag is
 an error. Every hyper-parameter comes from `--config` (`--config.key=value` overrides one field).
 """
 import dataclasses
+import hashlib
 import os
 import sys
 
@@ -24,20 +29,25 @@ import ml_collections
 from ml_collections import config_flags as mlc_config_flags
 from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
+import tensorflow as tf
 
-from components import (config_param, evaluator, pretokenizer, summary, tokenizer_trainer,
-                        transformer_trainer, video_example_gen)
+from components import (config_param, evaluator, pretokenizer, resources, summary,
+                        tokenizer_trainer, transformer_trainer, video_example_gen)
+from magvit import remote
 from magvit.configs import NAMES
 from magvit.configs.dataset import DATASET_NAMES, dataset_config
 from magvit.configs.evaluation import check_counts, real_split
 from magvit.configs.flags import config_path, normalize_argv
 from magvit.metrics import i3d
+from pipelines import remote_checks
 from pipelines.datasets.common import split_names
 
 HELP_FLAGS = ("-h", "-help", "--help", "--helpshort", "--helpfull")
 DEFAULT_CONFIG = "tiny"
 DEFAULT_IMAGE = "magvit:latest"
 METADATA_FILE = "metadata.sqlite"
+METADATA_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                              "magvit", "mlmd")
 
 
 class UsageError(ValueError):
@@ -54,6 +64,8 @@ class RunArgs:
     kubeflow_output: str
     enable_cache: bool
     beam_args: list[str]
+    metadata_path: str = ""
+    resources: resources.Resources = resources.Resources()
 
 
 def _flag_values(argv: list[str]) -> flags.FlagValues:
@@ -74,8 +86,13 @@ def _flag_values(argv: list[str]) -> flags.FlagValues:
         "config.dataset.root). Required for every dataset but `demo`, which is generated.",
         flag_values=fv)
     flags.DEFINE_string(
-        "pipeline_root", None, "Required. Folder (or gs:// path) for the pipeline's artifacts; "
-        f"with --orchestrator=local also its MLMD store ({METADATA_FILE}).", flag_values=fv)
+        "pipeline_root", None, "Required. Folder (or gs:// path) for the pipeline's artifacts.",
+        flag_values=fv)
+    flags.DEFINE_string(
+        "metadata_path", None, "--orchestrator=local: the SQLite MLMD store (always a local "
+        f"file, also with a remote --pipeline_root). Default: <pipeline_root>/{METADATA_FILE} for "
+        f"a local root, {METADATA_CACHE}/<hash of the root>/{METADATA_FILE} for a remote one.",
+        flag_values=fv)
     flags.DEFINE_enum(
         "orchestrator", "local", ["local", "kubeflow"], "local: run here with LocalDagRunner. "
         "kubeflow: write the KFP v2 pipeline JSON for Kubeflow Pipelines / Vertex AI.",
@@ -85,6 +102,17 @@ def _flag_values(argv: list[str]) -> flags.FlagValues:
                         "run in (built by the Dockerfile).", flag_values=fv)
     flags.DEFINE_string("kubeflow_output", None, "Where --orchestrator=kubeflow writes the "
                         "pipeline JSON; default: <pipeline_name>.json here.", flag_values=fv)
+    flags.DEFINE_enum(
+        "accelerator", "", ("",) + resources.ACCELERATOR_TYPES, "--orchestrator=kubeflow: the "
+        "accelerator the trainers and the evaluator ask for (e.g. NVIDIA_H100_80GB, TPU_V5_LITEPOD;"
+        " build the image with the matching ACCELERATOR build arg). Default: none (CPU).",
+        flag_values=fv)
+    flags.DEFINE_integer("accelerator_count", 0, "--orchestrator=kubeflow: accelerators per "
+                         "trainer / evaluator step (>= 1 with --accelerator).", flag_values=fv)
+    flags.DEFINE_float("cpu_limit", 0, "--orchestrator=kubeflow: vCPUs of the trainer / "
+                       "evaluator steps (0: the platform default).", flag_values=fv)
+    flags.DEFINE_string("memory_limit", "", "--orchestrator=kubeflow: memory of the trainer / "
+                        "evaluator steps, e.g. 64G ('': the platform default).", flag_values=fv)
     flags.DEFINE_bool("enable_cache", True, "Reuse the outputs of stages whose inputs and "
                       "config did not change.", flag_values=fv)
     return fv
@@ -135,13 +163,40 @@ def parse_args(argv: list[str]) -> RunArgs:
     if not fv.pipeline_root:
         raise UsageError("--pipeline_root is required: the folder (or gs:// path) for the "
                          "pipeline's artifacts")
-    config = _with_dataset(config, fv.dataset, fv.data_root, ours)
+    config = _with_dataset(config, fv.dataset, fv.data_root, ours, fv.orchestrator == "local")
+    machine = _resources(fv)
+    problems = remote_checks.local_paths(config, fv.pipeline_root, fv.orchestrator, beam_args)
+    if problems:
+        raise UsageError("\n  ".join(problems))
     _check_eval(config, check_paths=fv.orchestrator == "local")
     name = fv.pipeline_name or f"magvit-{config.name}".replace("_", "-")
     return RunArgs(config=config, pipeline_root=fv.pipeline_root, orchestrator=fv.orchestrator,
                    pipeline_name=name, image=fv.image,
                    kubeflow_output=fv.kubeflow_output or f"{name}.json",
-                   enable_cache=fv.enable_cache, beam_args=beam_args)
+                   enable_cache=fv.enable_cache, beam_args=beam_args,
+                   metadata_path=fv.metadata_path or default_metadata_path(fv.pipeline_root),
+                   resources=machine)
+
+
+def default_metadata_path(pipeline_root: str) -> str:
+    """<root>/metadata.sqlite for a local root; a per-root file in the local cache otherwise."""
+    if not remote.is_remote(pipeline_root):
+        return os.path.join(pipeline_root, METADATA_FILE)
+    digest = hashlib.sha256(pipeline_root.rstrip("/").encode()).hexdigest()[:16]
+    return os.path.join(METADATA_CACHE, digest, METADATA_FILE)
+
+
+def _resources(fv) -> resources.Resources:
+    given = [f for f in ("accelerator", "accelerator_count", "cpu_limit", "memory_limit")
+             if fv[f].present]
+    if given and fv.orchestrator != "kubeflow":
+        raise UsageError(f"--{given[0]} asks Kubeflow / Vertex AI for machines: it needs "
+                         "--orchestrator=kubeflow (local runs use this machine's devices)")
+    try:
+        return resources.Resources(fv.accelerator, fv.accelerator_count, fv.cpu_limit,
+                                   resources.parse_memory_gb(fv.memory_limit))
+    except ValueError as e:
+        raise UsageError(str(e)) from e
 
 
 def _check_config_file(argv: list[str]) -> None:
@@ -153,8 +208,10 @@ def _check_config_file(argv: list[str]) -> None:
                                  "nor a config file")
 
 
-def _with_dataset(config, dataset: str | None, data_root: str | None, argv: list[str]):
-    """Applies --dataset and --data_root to the config; checks the data root exists."""
+def _with_dataset(config, dataset: str | None, data_root: str | None, argv: list[str],
+                  check_paths: bool = True):
+    """Applies --dataset and --data_root to the config; checks the data root exists (when this
+    machine runs the stages)."""
     if dataset and dataset != config.dataset.name:
         if any(a.lstrip("-").startswith("config.dataset.") for a in argv):
             raise UsageError(f"--dataset={dataset} replaces the dataset section of --config "
@@ -164,7 +221,7 @@ def _with_dataset(config, dataset: str | None, data_root: str | None, argv: list
         section.resolution = config.dataset.resolution
         config.dataset = section
     if data_root:
-        if "://" not in data_root and not os.path.isdir(data_root):
+        if check_paths and not tf.io.gfile.isdir(data_root):
             raise UsageError(f"--data_root={data_root}: no such folder")
         config.dataset.root = data_root
     elif config.dataset.name != "demo" and not config.dataset.root:
@@ -181,7 +238,7 @@ def _check_eval(config, check_paths: bool) -> None:
             f"config {config.name} has no I3D weights for FVD: pass --config.eval.i3d_weights=PATH, "
             "the local TF-Hub module directory deepmind/i3d-kinetics-400/1 or a kinetics-i3d "
             "checkpoint (they are never downloaded)")
-    if weights and check_paths and "://" not in weights:
+    if weights and check_paths:
         try:
             i3d.checkpoint_prefix(weights)
         except i3d.I3DWeightsError as e:
@@ -195,8 +252,10 @@ def _check_eval(config, check_paths: bool) -> None:
 
 def create_pipeline(config: ml_collections.ConfigDict, pipeline_root: str,
                     beam_args: list[str] = (), pipeline_name: str = "magvit",
-                    metadata_path: str | None = None, enable_cache: bool = True):
-    """The TFX pipeline of every wired stage; `metadata_path`: SQLite MLMD store (local runs)."""
+                    metadata_path: str | None = None, enable_cache: bool = True,
+                    machine: resources.Resources = resources.Resources()):
+    """The TFX pipeline of every wired stage; `metadata_path`: SQLite MLMD store (local runs);
+    `machine`: what the trainers and the evaluator ask Kubeflow / Vertex AI for."""
     beam = config_param.dumps_list(beam_args)
     example_gen = video_example_gen.VideoExampleGen(
         config=config_param.dumps(config, video_example_gen.SECTIONS), beam_args=beam)
@@ -214,6 +273,9 @@ def create_pipeline(config: ml_collections.ConfigDict, pipeline_root: str,
         transformer=transformer.outputs["model"],
         config=config_param.dumps(config, evaluator.SECTIONS), beam_args=beam)
     stages = [example_gen, tokenizer, tokens, transformer, evaluation]
+    if machine:
+        for stage in (tokenizer, transformer, evaluation):
+            stage.with_platform_config(resources.resource_spec(machine))
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=stages,
         enable_cache=enable_cache,
@@ -224,8 +286,9 @@ def create_pipeline(config: ml_collections.ConfigDict, pipeline_root: str,
 def run_local(args: RunArgs) -> str:
     """Runs the pipeline with LocalDagRunner; returns the MLMD store's path."""
     from tfx.orchestration.local import local_dag_runner
-    os.makedirs(args.pipeline_root, exist_ok=True)
-    metadata_path = os.path.join(args.pipeline_root, METADATA_FILE)
+    tf.io.gfile.makedirs(args.pipeline_root)
+    metadata_path = args.metadata_path or default_metadata_path(args.pipeline_root)
+    os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)  # local-only
     pipeline = create_pipeline(args.config, args.pipeline_root, args.beam_args,
                                args.pipeline_name, metadata_path, args.enable_cache)
     local_dag_runner.LocalDagRunner().run(pipeline)
@@ -237,8 +300,8 @@ def compile_kubeflow(args: RunArgs) -> str:
     _patch_missing_stock_components()
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2
     pipeline = create_pipeline(args.config, args.pipeline_root, args.beam_args,
-                               args.pipeline_name, None, args.enable_cache)
-    output_dir, filename = os.path.split(os.path.abspath(args.kubeflow_output))
+                               args.pipeline_name, None, args.enable_cache, args.resources)
+    output_dir, filename = os.path.split(remote.absolute(args.kubeflow_output))
     runner = kfv2.KubeflowV2DagRunner(
         config=kfv2.KubeflowV2DagRunnerConfig(default_image=args.image),
         output_dir=output_dir, output_filename=filename)

@@ -19,12 +19,13 @@ and complete: a missing, extra or mis-shaped weight is an error naming it.
 """
 from __future__ import annotations
 
-import os
+import io
 
 import flax.linen as nn
 import h5py
 import jax.numpy as jnp
 import numpy as np
+import tensorflow as tf
 
 from magvit.metrics import weight_mapping
 
@@ -121,10 +122,12 @@ def _text(value) -> str:
 
 def read_keras_h5(path: str) -> dict[str, np.ndarray]:
     """Every weight of a Keras-2-format HDF5 file: {'<layer>/<weight>': array}, ':0' dropped."""
-    if not path or not os.path.isfile(path):
+    if not path or tf.io.gfile.isdir(path) or not tf.io.gfile.exists(path):
         raise ResNet50WeightsError(f"ResNet-50 weights {path!r}: no such file")
+    with tf.io.gfile.GFile(path, "rb") as stored:  # local or remote (gs://)
+        content = io.BytesIO(stored.read())
     try:
-        f = h5py.File(path, "r")
+        f = h5py.File(content, "r")
     except OSError as e:
         raise ResNet50WeightsError(f"ResNet-50 weights {path!r}: not an HDF5 file ({e})") from e
     weights = {}
