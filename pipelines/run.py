@@ -65,7 +65,7 @@ class RunArgs:
     enable_cache: bool
     beam_args: list[str]
     metadata_path: str = ""
-    resources: resources.Resources = resources.Resources()
+    machine: resources.Resources = resources.Resources()
 
 
 def _flag_values(argv: list[str]) -> flags.FlagValues:
@@ -175,7 +175,7 @@ def parse_args(argv: list[str]) -> RunArgs:
                    kubeflow_output=fv.kubeflow_output or f"{name}.json",
                    enable_cache=fv.enable_cache, beam_args=beam_args,
                    metadata_path=fv.metadata_path or default_metadata_path(fv.pipeline_root),
-                   resources=machine)
+                   machine=machine)
 
 
 def default_metadata_path(pipeline_root: str) -> str:
@@ -300,7 +300,7 @@ def compile_kubeflow(args: RunArgs) -> str:
     _patch_missing_stock_components()
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2
     pipeline = create_pipeline(args.config, args.pipeline_root, args.beam_args,
-                               args.pipeline_name, None, args.enable_cache, args.resources)
+                               args.pipeline_name, None, args.enable_cache, args.machine)
     output_dir, filename = os.path.split(remote.absolute(args.kubeflow_output))
     runner = kfv2.KubeflowV2DagRunner(
         config=kfv2.KubeflowV2DagRunnerConfig(default_image=args.image),
