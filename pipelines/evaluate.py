@@ -33,6 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from magvit.configs.flags import define_config_flag, normalize_argv
 from magvit.data import list_files
 from magvit.metrics import frechet, fvd, lpips, reconstruction
+from pipelines import gfile_filesystem  # noqa: F401  (Beam I/O on ram://)
 from tfrecords_schemas import clip as clip_schema
 
 DEAD_LETTER = "dead_letter"

@@ -44,7 +44,7 @@ from ml_collections import config_flags as ml_config_flags
 
 from magvit import remote, video_io
 from magvit.configs import flags as config_flags
-from pipelines import clip_sampling, datasets
+from pipelines import clip_sampling, datasets, gfile_filesystem  # noqa: F401  (ram://)
 from pipelines.part_files import LazyRecordWriter, Part, atomic_path, concatenate  # noqa: F401
 from pipelines.datasets import common
 from tfrecords_schemas import clip as clip_schema

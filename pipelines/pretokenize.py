@@ -31,6 +31,7 @@ import tensorflow as tf
 from magvit.data import list_files
 from magvit.tokenizer.api import Tokenizer
 from magvit.transformer.tasks import get_task
+from pipelines import gfile_filesystem  # noqa: F401  (Beam I/O on ram://)
 from pipelines.datasets.common import Failure
 from tfrecords_schemas import clip as clip_schema
 from tfrecords_schemas import common
