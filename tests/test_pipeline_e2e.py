@@ -1,8 +1,15 @@
-"""The whole pipeline on the demo dataset with the tiny config, then again from cache (MLMD)."""
+"""The whole pipeline on the demo dataset with the tiny config, then again from cache (MLMD).
+
+The pipeline root is on `ram://`, a filesystem that only `tf.io.gfile` (and, through
+`pipelines.gfile_filesystem`, Beam) can reach, as a stand-in for a gs:// bucket: every artifact
+must land there, the MLMD store stays local (`--metadata_path`), nothing appears in the cwd.
+"""
 import json
 import os
+import uuid
 
 import pytest
+import tensorflow as tf
 
 from components import evaluator, summary
 from pipelines import run
@@ -14,27 +21,30 @@ TINY_TASKS = ["frame_prediction", "frame_interpolation", "inpainting_c", "outpai
               "class_conditional"]
 
 
-def _run(root, capsys, extra=()):
+def _run(root, metadata, capsys, extra=()):
     argv = ["--dataset=demo", "--config=tiny", f"--pipeline_root={root}", "--runner=DirectRunner",
-            "--pipeline_name=e2e", *FAST, *extra]
+            "--pipeline_name=e2e", f"--metadata_path={metadata}", *FAST, *extra]
     assert run.main(argv) == 0
     out = capsys.readouterr().out
-    records = summary.last_run(summary.open_store(os.path.join(root, run.METADATA_FILE)), "e2e")
+    records = summary.last_run(summary.open_store(metadata), "e2e")
     return records, out
+
+
+def _read_json(path):
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
 
 
 def _check_evaluation(record, out, num_real):
     evaluation, blessing = record.outputs["evaluation"], record.outputs["blessing"]
-    with open(os.path.join(evaluation, "metrics.json")) as f:
-        metrics = json.load(f)
+    metrics = _read_json(os.path.join(evaluation, "metrics.json"))
     assert sorted(metrics["tasks"]) == sorted(TINY_TASKS)
     # Random I3D (the tiny config has no weights): marked in every output.
     assert metrics["random_i3d"] is True and "RANDOM I3D" in metrics["warning"]
     assert "smoke test" in metrics["verdict"]
     assert "WARNING: features from a RANDOM I3D" in out and "random-I3D FVD" in out
     for task in TINY_TASKS:
-        with open(os.path.join(evaluation, task, "metrics.json")) as f:
-            task_metrics = json.load(f)
+        task_metrics = _read_json(os.path.join(evaluation, task, "metrics.json"))
         assert task_metrics == metrics["tasks"][task]
         assert task_metrics["random_i3d"] is True and "RANDOM I3D" in task_metrics["warning"]
         assert task_metrics["num_generated"] == 4 and task_metrics["num_real"] == num_real
@@ -45,21 +55,25 @@ def _check_evaluation(record, out, num_real):
             assert task_metrics["num_pairs"] == 0 and task_metrics["psnr"] is None
         else:
             assert task_metrics["num_pairs"] == 4 and task_metrics["psnr"] > 0
-        assert sorted(os.listdir(os.path.join(evaluation, "gallery", task))) == [
+        assert sorted(tf.io.gfile.listdir(os.path.join(evaluation, "gallery", task))) == [
             "contact_sheet.png"] + [f"sample_0{i}.{e}" for i in range(4) for e in ("gif", "mp4")]
     fvds = [metrics["tasks"][t]["fvd"] for t in TINY_TASKS]
     assert metrics["fvd_max"] == max(fvds)
     assert record.numbers["evaluation/fvd_max"] == pytest.approx(max(fvds))
     # The default threshold (1e9) blesses; the blessing is TFX's: property and marker file.
     assert metrics["blessed"] is True and record.numbers["blessing/blessed"] == 1
-    assert os.listdir(blessing) == [evaluator.BLESSED_FILE]
+    assert tf.io.gfile.listdir(blessing) == [evaluator.BLESSED_FILE]
     assert f"gallery: {os.path.join(evaluation, 'gallery')}" in out
     assert "verdict: blessed: worst task FVD" in out
 
 
-def test_end_to_end_then_from_cache(tmp_path, capsys):
-    root = str(tmp_path)
-    first, out = _run(root, capsys)
+def test_end_to_end_on_a_remote_root_then_from_cache(tmp_path, capsys, monkeypatch):
+    root = f"ram://e2e-{uuid.uuid4().hex}/runs"
+    metadata = str(tmp_path / "mlmd" / "metadata.sqlite")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    first, out = _run(root, metadata, capsys)
     assert [r.stage for r in first] == WIRED_STAGES
     assert all(r.state == "ran" for r in first), first
     assert "0 from cache" in out
@@ -70,19 +84,26 @@ def test_end_to_end_then_from_cache(tmp_path, capsys):
     assert transformer.numbers["model/step"] == 2
     for record in first:
         for uri in record.outputs.values():
-            assert os.listdir(uri), (record.stage, uri)
+            assert uri.startswith(root + "/") and tf.io.gfile.listdir(uri), (record.stage, uri)
+    # The checkpoints, metrics and galleries are all under the remote root; nothing is local.
+    assert tf.io.gfile.glob(f"{tokenizer.outputs['model']}/checkpoints/2/*")
+    assert tf.io.gfile.exists(f"{tokenizer.outputs['evaluation']}/metrics.json")
+    assert tf.io.gfile.exists(f"{tokenizer.outputs['model']}/eval_metrics.json")
+    assert tf.io.gfile.glob(f"{transformer.outputs['model']}/checkpoints/2/*")
+    assert os.listdir(cwd) == [] and sorted(os.listdir(tmp_path)) == ["cwd", "mlmd"]
     _check_evaluation(evaluation, out, num_real=clips.numbers["examples/test/clips_written"])
 
-    second, out = _run(root, capsys)
+    second, out = _run(root, metadata, capsys)
     assert [r.state for r in second] == ["cached"] * len(WIRED_STAGES)
     assert [r.outputs for r in second] == [r.outputs for r in first]
     assert f"{len(WIRED_STAGES)} from cache" in out
     assert "WARNING: features from a RANDOM I3D" in out     # the cached FVD keeps its mark
 
     # Another transformer config leaves every stage before the transformer cached.
-    third, _ = _run(root, capsys, ["--config.transformer.model.num_layers=1"])
+    third, _ = _run(root, metadata, capsys, ["--config.transformer.model.num_layers=1"])
     reran = [r.stage for r in third if r.state == "ran"]
     assert reran == [s for s in WIRED_STAGES if s in ("TransformerTrainer", "Evaluator")]
+    assert os.listdir(cwd) == []
 
 
 WIRED_STAGES = ["VideoExampleGen", "TokenizerTrainer", "Pretokenizer", "TransformerTrainer",

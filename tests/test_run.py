@@ -110,22 +110,22 @@ def test_kubeflow_compile(tmp_path):
     assert set(tasks) == set(WIRED_STAGES)
     for stage, upstream in DEPENDENCIES.items():
         assert sorted(tasks[stage].get("dependentTasks", [])) == upstream, stage
-    params = {stage: {k: v["runtimeValue"]["constantValue"]
+    params = {stage: {k: v["runtimeValue"]["constant"]  # pipeline spec 2.1
                       for k, v in task["inputs"]["parameters"].items()}
               for stage, task in tasks.items()}
-    sections = {stage: set(json.loads(p["config"]["stringValue"]))
+    sections = {stage: set(json.loads(p["config"]))
                 for stage, p in params.items() if "config" in p}
     assert sections == {"VideoExampleGen": {"name", "seed", "dataset"},
                         "TokenizerTrainer": {"name", "seed", "tokenizer"},
                         "TransformerTrainer": {"name", "seed", "dataset", "transformer"},
                         "Evaluator": {"name", "seed", "eval"}}
-    assert json.loads(params["Evaluator"]["config"]["stringValue"])["eval"]["allow_random_i3d"]
+    assert json.loads(params["Evaluator"]["config"])["eval"]["allow_random_i3d"]
     pre = params["Pretokenizer"]
-    assert int(pre["batch_size"]["intValue"]) == 4
-    assert json.loads(pre["conditions"]["stringValue"]) == [
+    assert int(pre["batch_size"]) == 4
+    assert json.loads(pre["conditions"]) == [
         "frame_prediction", "frame_interpolation", "inpainting_c", "outpainting_c"]
     for stage in ("VideoExampleGen", "Pretokenizer", "Evaluator"):
-        assert json.loads(params[stage]["beam_args"]["stringValue"]) == [
+        assert json.loads(params[stage]["beam_args"]) == [
             "--runner=DataflowRunner", "--project=proj", "--region=us-central1"]
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/magvit:1"}
