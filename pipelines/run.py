@@ -203,7 +203,7 @@ def _check_config_file(argv: list[str]) -> None:
     for i, arg in enumerate(argv):
         if arg == "--config" or arg.startswith("--config="):
             value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
-            if not os.path.isfile(value.split(":", 1)[0]):
+            if not os.path.isfile(value.split(":", 1)[0]):  # local-only (config files)
                 raise UsageError(f"--config={value}: neither a setting name ({', '.join(NAMES)}) "
                                  "nor a config file")
 

@@ -26,14 +26,18 @@ RUNNERS = {
 DEMO = ["--config.dataset.demo_videos_per_class=2"]
 
 
-def _files(root: str) -> dict[str, bytes]:
-    """{relative path: bytes} of every file under `root`."""
+def _files(root) -> dict[str, bytes]:
+    """{relative path: bytes} of every file under `root`; in the JSON reports (stats.json,
+    metrics.json), which name the files they describe, `root` itself reads `<OUT>`."""
     found = {}
     for directory, _, names in os.walk(root):
         for name in names:
             path = os.path.join(directory, name)
             with open(path, "rb") as f:
-                found[os.path.relpath(path, root)] = f.read()
+                content = f.read()
+            if name.endswith(".json"):
+                content = content.replace(str(root).encode(), b"<OUT>")
+            found[os.path.relpath(path, root)] = content
     return found
 
 

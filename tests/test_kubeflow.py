@@ -109,7 +109,7 @@ def test_a_compiled_step_runs_in_the_tfx_container_entrypoint(tmp_path):
     (["--config.tokenizer.loss.perceptual_weights=/w/resnet.h5"],
      "--config.tokenizer.loss.perceptual_weights=/w/resnet.h5: a local path"),
     (["--accelerator=NVIDIA_H100_80GB"], "--accelerator_count=0: must be >= 1"),
-    (["--accelerator=H100", "--accelerator_count=8"], "--accelerator: value should be one of"),
+    (["--accelerator=H100", "--accelerator_count=8"], "--accelerator=H100: value should be one of"),
     (["--accelerator_count=2"], "--accelerator_count=2 needs --accelerator"),
     (["--memory_limit=lots"], "--memory_limit=lots: expected a size such as 64G"),
 ])

@@ -95,7 +95,9 @@ def test_help_documents_every_flag(capsys):
     assert run.main(["--help"]) == 0
     out = capsys.readouterr().out
     for flag in ("--dataset", "--config", "--pipeline_root", "--orchestrator", "--data_root",
-                 "--image", "--pipeline_name", "--kubeflow_output", "enable_cache", "--runner"):
+                 "--image", "--pipeline_name", "--kubeflow_output", "enable_cache", "--runner",
+                 "--metadata_path", "--accelerator", "--accelerator_count", "--cpu_limit",
+                 "--memory_limit", "MLMD store always stays on this machine"):
         assert flag in out, flag
 
 
@@ -130,3 +132,36 @@ def test_kubeflow_compile(tmp_path):
     executors = spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {"registry.example/magvit:1"}
     assert json.loads(out.read_text())["runtimeConfig"]["gcsOutputDirectory"] == "gs://bucket/runs"
+
+
+def test_remote_runner_refuses_local_paths_before_any_stage(tmp_path, capsys):
+    root = tmp_path / "p"
+    assert run.main(["--dataset=demo", f"--pipeline_root={root}", "--runner=DataflowRunner",
+                     "--project=p", "--region=r"]) == 2
+    err = capsys.readouterr().err
+    assert (f"--pipeline_root={root}: a local path, but with --runner=DataflowRunner the steps "
+            "run on other machines") in err
+    assert not root.exists()
+    # The same paths on gs:// pass the check (no stage runs here: parse_args only).
+    args = run.parse_args(["--dataset=demo", "--pipeline_root=gs://b/runs",
+                           "--runner=DataflowRunner", "--project=p", "--region=r"])
+    assert args.pipeline_root == "gs://b/runs"
+
+
+def test_the_mlmd_store_stays_local_for_a_remote_root(tmp_path):
+    local = run.parse_args(["--dataset=demo", f"--pipeline_root={tmp_path}"])
+    assert local.metadata_path == os.path.join(str(tmp_path), run.METADATA_FILE)
+    remote = run.parse_args(["--dataset=demo", "--pipeline_root=gs://b/runs"])
+    assert remote.metadata_path.startswith(run.METADATA_CACHE + os.sep)
+    assert remote.metadata_path.endswith(run.METADATA_FILE) and "://" not in remote.metadata_path
+    other = run.parse_args(["--dataset=demo", "--pipeline_root=gs://b/other"])
+    assert other.metadata_path != remote.metadata_path
+    given = run.parse_args(["--dataset=demo", "--pipeline_root=gs://b/runs",
+                            f"--metadata_path={tmp_path}/m.sqlite"])
+    assert given.metadata_path == f"{tmp_path}/m.sqlite"
+
+
+def test_machine_requests_need_kubeflow(tmp_path):
+    with pytest.raises(run.UsageError, match="--accelerator asks Kubeflow / Vertex AI for machines"):
+        run.parse_args(["--dataset=demo", f"--pipeline_root={tmp_path}",
+                        "--accelerator=NVIDIA_H100_80GB", "--accelerator_count=8"])
