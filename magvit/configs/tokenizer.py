@@ -43,7 +43,7 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             channel_multipliers=disc_multipliers,
         ),
         loss=dict(
-            reconstruction_weight=5.0 if not tiny else 1.0,
+            reconstruction_weight=1.0,    # official (vqgan_trainer.py): L2 weight 1
             # Perceptual loss: squared distance of ImageNet ResNet-50 logits of real and
             # reconstructed frames (magvit/tokenizer/perceptual.py). On only when
             # perceptual_weights names a LOCAL Keras-2-format HDF5 file,
@@ -55,11 +55,16 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             perceptual_resolution=224,    # frames are resized (bilinear) to this square size
             generator_adversarial_weight=0.1,
             discriminator_adversarial_weight=1.0,
+            # R1 penalty on real clips: r1_gamma * E||grad_x D(x)||^2 (official, no 1/2);
+            # r1_convention="stylegan" halves it (gamma / 2, as StyleGAN).
             r1_gamma=10.0,
-            lecam_weight=0.001,
+            r1_convention="official",
+            # LeCam: off in every released config (weight 0). "batch_mean" (official) penalises
+            # the batch-mean logits; "per_sample" applies the ReLU to each logit before the mean.
+            lecam_weight=0.0,
+            lecam_mode="batch_mean",
             lecam_ema_decay=0.999,
             gan_start_step=0 if not tiny else 10_000,   # tiny: pure VQ on CPU
-            # R1 penalty r1_gamma/2 * E||grad_x D(x)||^2 on real clips (StyleGAN convention).
         ),
         optimizer=dict(
             learning_rate=1e-4 if not tiny else 1e-3,

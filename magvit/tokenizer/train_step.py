@@ -142,11 +142,13 @@ def _discriminator_update(models, state, real, recon, discriminate):
 
     def disc_loss(disc_params):
         r1, real_logits = losses.r1_penalty(functools.partial(discriminate, disc_params), real,
-                                            loss_cfg.r1_gamma)
+                                            loss_cfg.r1_gamma,
+                                            loss_cfg.get("r1_convention", "official"))
         fake_logits = discriminate(disc_params, fake)
         adv = losses.discriminator_loss(real_logits, fake_logits)
         lecam = losses.lecam_regularization(real_logits, fake_logits, state.lecam["real"],
-                                            state.lecam["fake"])
+                                            state.lecam["fake"],
+                                            loss_cfg.get("lecam_mode", "batch_mean"))
         loss = loss_cfg.discriminator_adversarial_weight * adv + r1 + loss_cfg.lecam_weight * lecam
         return loss, (real_logits, fake_logits, {"discriminator_adversarial_loss": adv,
                                                  "r1_penalty": r1, "lecam_loss": lecam})
