@@ -14,7 +14,12 @@ _SETTINGS = {
     "kinetics600": ("kinetics600", ("frame_prediction",), 5, 50_000),
     "ssv2": ("ssv2", SSV2_TASKS, 1, 50_000),
 }
-NAMES = tuple(f"{name}_{size.lower()}" for name in _SETTINGS for size in ("B", "L")) + ("tiny",)
+_VIDEO_NAMES = tuple(f"{name}_{size.lower()}" for name in _SETTINGS for size in ("B", "L"))
+# `<setting>_image`: the same setting with the 2D image tokenizer (the first stage of the
+# official image-to-video initialisation: its work directory is then the video setting's
+# `--config.tokenizer.model.init_from_2d`).
+IMAGE_SUFFIX = "_image"
+NAMES = _VIDEO_NAMES + ("tiny",) + tuple(n + IMAGE_SUFFIX for n in _VIDEO_NAMES + ("tiny",))
 
 # Training schedules of the released official configs, in epochs of the training split
 # (steps = epochs * (train size // batch size)). Tokenizer: `vqgan3d_{ucf101,bair}_config.py`,
@@ -52,7 +57,12 @@ def _official_schedules(config, setting: str, dataset: str, size: str) -> None:
 
 
 def get_config(name: str = "tiny") -> ml_collections.ConfigDict:
-    """Returns the named setting (see NAMES): e.g. `bair_b`, `ucf101_l`, `tiny`."""
+    """Returns the named setting (see NAMES): e.g. `bair_b`, `ucf101_l`, `tiny`, `ucf101_b_image`."""
+    if name.endswith(IMAGE_SUFFIX) and name in NAMES:
+        config = get_config(name[:-len(IMAGE_SUFFIX)])
+        config.name = name
+        config.tokenizer.model.spatial_dims = 2
+        return config
     if name == "tiny":
         config = _compose("tiny", "demo", "tiny", ("frame_prediction", "frame_interpolation",
                           "inpainting_c", "outpainting_c", "class_conditional"), 1, 4, num_frames=8)

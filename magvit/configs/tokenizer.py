@@ -35,8 +35,12 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             entropy_loss_ratio=0.1,
             entropy_temperature=0.01,
             entropy_loss_type="softmax",
+            spatial_dims=3,           # 3: the video 3D-VQ; 2: the image VQGAN (`*_image` settings)
+                                      # trained first, then inflated (official 2D->3D path)
             inflation="central",      # 2D->3D: central | average
-            init_from_2d="",          # msgpack file of 2D VQGAN params (VQModel, spatial_dims=2)
+            init_from_2d="",          # a 2D tokenizer work directory (generator, EMA and
+                                      # discriminator inflated), or a msgpack file of 2D
+                                      # generator params; "" = random initialisation
         ),
         discriminator=dict(
             filters=_SIZES[size],
@@ -83,5 +87,6 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             eval_batches=8 if not tiny else 2,
             shuffle_buffer=4096 if not tiny else 64,
             random_flip=True,         # left-right flip augmentation (uses the state's RNG)
+            frames_per_clip=1,        # 2D tokenizer: random frames taken from each clip
         ),
     ))

@@ -28,9 +28,16 @@ _init = nn.initializers.xavier_uniform()
 
 def pool_same(x):
     """2x average pooling over every spatial (and time) axis, TF 'SAME': ceil(n / 2) outputs, each
-    the mean of its in-range entries."""
-    window = (2,) * (x.ndim - 2)
-    return nn.avg_pool(x, window, strides=window, padding="SAME", count_include_pad=False)
+    the mean of its in-range entries (an odd axis is zero-padded at its end, the padding not
+    counted)."""
+    spatial = x.shape[1:-1]
+    pads = [(0, 0)] + [(0, n % 2) for n in spatial] + [(0, 0)]
+
+    def pairs_summed(v):
+        grouped = v.shape[:1] + tuple(d for n in v.shape[1:-1] for d in (n // 2, 2)) + v.shape[-1:]
+        return jnp.sum(v.reshape(grouped), axis=tuple(range(2, 2 * len(spatial) + 1, 2)))
+    counts = pairs_summed(jnp.pad(jnp.ones((1, *spatial, 1), x.dtype), pads))
+    return pairs_summed(jnp.pad(x, pads)) / counts
 
 
 class DownBlock(nn.Module):
