@@ -153,3 +153,14 @@ def test_condition_latent_frames_of_kinetics():
     one = tasks.get_task("frame_prediction", 5, condition_latent_frames=1)
     assert one.known_mask((4, 2, 2), 16).any(axis=(1, 2)).tolist() == [True, False, False, False]
     assert one.known_mask((16, 4, 4), 16).any(axis=(1, 2)).sum() == 5      # pixels unchanged
+
+
+def test_official_task_sequence():
+    from magvit.train_transformer import task_sequence
+    sequence = task_sequence(3, seed=0)
+    # equal weights: each task 100 times (100 / min(1, min weight)), a seeded permutation
+    assert len(sequence) == 300 and np.bincount(sequence).tolist() == [100, 100, 100]
+    assert (sequence == task_sequence(3, seed=0)).all()
+    assert not (sequence == np.sort(sequence)).all()
+    weighted = task_sequence(2, seed=0, weights=[0.5, 2.0])
+    assert np.bincount(weighted).tolist() == [100, 400]

@@ -2,11 +2,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from magvit.configs import get_config
 from magvit.transformer import tasks
 from magvit.transformer.model import build_model
-from magvit.transformer.train_step import init_state, make_optimizer, make_train_step
+from magvit.transformer.train_step import (init_state, make_optimizer, make_train_step,
+                                           mask_ratios)
 
 K, N = 16, 32
 
@@ -104,3 +106,14 @@ def test_official_initialisers_and_no_segment_embedding_by_default():
     with_segments = build_model(config, vocab.size, vocab.prefix_length + N)
     params = with_segments.init(jax.random.PRNGKey(1), jnp.zeros((1, N + 2), jnp.int32))["params"]
     assert params["segment"]["embedding"].shape == (2, config.model.hidden_size)
+
+
+def test_one_mask_ratio_per_batch_by_default():
+    ratio = np.asarray(mask_ratios(jax.random.PRNGKey(3), 8, 1024))
+    assert ratio.shape == (8,) and len(set(ratio.tolist())) == 1
+    u = float(jax.random.uniform(jax.random.PRNGKey(3), (1,))[0])
+    assert ratio[0] == pytest.approx(np.cos(np.pi / 2 * u), rel=1e-5)   # cosine schedule of u
+    per_example = np.asarray(mask_ratios(jax.random.PRNGKey(3), 8, 1024, sampling="per_example"))
+    assert len(set(per_example.tolist())) == 8
+    with pytest.raises(ValueError, match="mask_ratio_sampling='each'"):
+        mask_ratios(jax.random.PRNGKey(3), 8, 1024, sampling="each")

@@ -48,22 +48,33 @@ def init_state(model, optimizer, rng, sequence_length: int) -> TrainState:
                       opt_state=optimizer.init(params), rng=rng)
 
 
+MASK_RATIO_SAMPLING = ("per_batch", "per_example")
+
+
+def mask_ratios(rng, batch: int, num_tokens: int, method: str = "cosine",
+                sampling: str = "per_batch"):
+    """float32 [batch] mask ratios: schedule(u), u ~ U[0, 1), one u for the whole batch
+    (official `generate_mask_ratio`) or one per example."""
+    if sampling not in MASK_RATIO_SAMPLING:
+        raise ValueError(f"transformer.mask_ratio_sampling={sampling!r}: expected one of "
+                         f"{', '.join(MASK_RATIO_SAMPLING)}")
+    draws = 1 if sampling == "per_batch" else batch
+    ratio = masking.schedule(jax.random.uniform(rng, (draws,)), method, num_tokens)
+    return jnp.broadcast_to(ratio, (batch,))
+
+
 def make_train_step(model, optimizer, transformer_config, codebook_size: int, mask_id: int):
     """Returns a jitted (state, batch) -> (state, metrics)."""
     weights = masking.loss_weights(transformer_config)
     smoothing = float(transformer_config.label_smoothing)
     method = transformer_config.mask_schedule
     sampling = transformer_config.get("mask_ratio_sampling", "per_batch")
-    if sampling not in ("per_batch", "per_example"):
-        raise ValueError(f"transformer.mask_ratio_sampling={sampling!r}: expected per_batch or "
-                         "per_example")
+    mask_ratios(jax.random.PRNGKey(0), 1, 1, method, sampling)     # checks the options now
 
     def loss_fn(params, batch, rng):
         ratio_rng, mask_rng, dropout_rng = jax.random.split(rng, 3)
         tokens, prefix = batch["tokens"], batch["prefix"]
-        draws = 1 if sampling == "per_batch" else tokens.shape[0]
-        ratio = masking.schedule(jax.random.uniform(ratio_rng, (draws,)), method, tokens.shape[1])
-        ratio = jnp.broadcast_to(ratio, (tokens.shape[0],))
+        ratio = mask_ratios(ratio_rng, tokens.shape[0], tokens.shape[1], method, sampling)
         commit = masking.commit_inputs(mask_rng, tokens, batch["cond_tokens"], batch["cond_mask"],
                                        ratio, mask_id, weights)
         inputs = jnp.concatenate([prefix, commit["inputs"]], axis=1)
