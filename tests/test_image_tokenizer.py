@@ -39,7 +39,8 @@ def test_sample_frames_takes_distinct_frames_of_each_clip():
     images = np.asarray(sample_frames(jax.random.PRNGKey(0), clips, 3))
     assert images.shape == (6, 4, 4, 3)
     values = images[:, 0, 0, 0].reshape(2, 3)
-    assert ((values[0] >= 0) & (values[0] < 8)).all() and ((values[1] >= 8) & (values[1] < 16)).all()
+    assert ((values[0] >= 0) & (values[0] < 8)).all()
+    assert ((values[1] >= 8) & (values[1] < 16)).all()
     assert len(set(values[0])) == 3 and len(set(values[1])) == 3
     with pytest.raises(ValueError, match="frames_per_clip=9"):
         sample_frames(jax.random.PRNGKey(0), clips, 9)

@@ -57,7 +57,7 @@ def _official_schedules(config, setting: str, dataset: str, size: str) -> None:
 
 
 def get_config(name: str = "tiny") -> ml_collections.ConfigDict:
-    """Returns the named setting (see NAMES): e.g. `bair_b`, `ucf101_l`, `tiny`, `ucf101_b_image`."""
+    """Returns the named setting (see NAMES): e.g. `bair_b`, `ucf101_l`, `tiny`, `tiny_image`."""
     if name.endswith(IMAGE_SUFFIX) and name in NAMES:
         config = get_config(name[:-len(IMAGE_SUFFIX)])
         config.name = name

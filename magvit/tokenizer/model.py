@@ -86,9 +86,10 @@ def downsample(x, spatial_dims: int, temporal: bool):
     window = _window(spatial_dims, temporal)
     odd = [n for n, w in zip(x.shape[1:-1], window) if n % w]
     if odd:
-        raise ValueError(f"tokenizer input of shape {list(x.shape[1:-1])} reaches a 2x downsampling "
-                         f"with a dimension not divisible by 2 ({odd}): the clip's frames and "
-                         "side must be divisible by the tokenizer's downsampling factors")
+        raise ValueError(f"tokenizer input of shape {list(x.shape[1:-1])} reaches a 2x "
+                         f"downsampling with a dimension not divisible by 2 ({odd}): the clip's "
+                         "frames and side must be divisible by the tokenizer's downsampling "
+                         "factors")
     return nn.avg_pool(x, window, strides=window)
 
 

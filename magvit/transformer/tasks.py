@@ -10,7 +10,7 @@ The condition video keeps the known pixels and pads the rest (shared/research/ma
   interpolate  frame interpolation blends linearly between the known first and last frames
   constant     inpainting and dynamic outpainting fill the unknown pixels with 0
 
-Adding a task is adding one entry to `REGISTRY`.
+Adding a task is adding one entry to `REGISTRY` and its task family (task token) to `_FAMILIES`.
 """
 import dataclasses
 import math
