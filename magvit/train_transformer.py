@@ -7,8 +7,9 @@ Each step trains one task for the whole batch (official: tasks in a seeded permu
 weighted sequence, `transformer.task_sampling="per_step"`; "per_example" draws one per example),
 takes the examples' condition tokens (precomputed in the record, or built with the tokenizer and
 cached), and runs the jitted COMMIT step data-parallel over all devices. The run resumes from
-the latest checkpoint in `--workdir` (state, RNG and data position: a resumed run equals an uninterrupted one); the config
-is saved there as config.json, TensorBoard scalars under tensorboard/.
+the latest checkpoint in `--workdir` (state, RNG and data position: a resumed run equals an
+uninterrupted one); the config is saved there as config.json, TensorBoard scalars under
+tensorboard/.
 """
 import os
 import sys
