@@ -43,9 +43,9 @@ def main(argv):
     n = int(np.prod(grid))
     vocab = tasks.Vocabulary(config.tokenizer.model.codebook_size, config.dataset.num_classes,
                              tuple(tc.tasks))
-    length = tasks.PREFIX_LENGTH + n
+    length = vocab.prefix_length + n
     batch = FLAGS.batch
-    prefix = jnp.asarray(vocab.prefix(tasks.get_task(tc.tasks[0], tc.condition_frames),
+    prefix = jnp.asarray(vocab.prefix(tasks.task_from_config(tc.tasks[0], tc),
                                       np.zeros(batch, int)))
     bidirectional = build_model(tc, vocab.size, length)
     causal = build_model(tc, vocab.size, length, causal=True)

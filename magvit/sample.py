@@ -54,8 +54,10 @@ class Sampler:
         `class_id`: one class for the whole batch, or an int array with one class per example.
         """
         setup = self.setup
-        setup.vocab.task_id(task)                      # error if the model does not know it
-        spec = task_lib.get_task(task, setup.config.transformer.condition_frames)
+        if task not in setup.vocab.tasks:
+            raise ValueError(f"the model was not trained on task {task!r}; it knows "
+                             f"{', '.join(setup.vocab.tasks)}")
+        spec = task_lib.task_from_config(task, setup.config.transformer)
         clip_shape = tuple(int(s) for s in self.tokenizer.clip_shape)
         video = None
         if condition_video is not None:
@@ -75,14 +77,16 @@ class Sampler:
         if classes.ndim and classes.shape != (batch,):
             raise ValueError(f"class_id: one class or one per example ({batch}), got "
                              f"{list(classes.shape)}")
-        prefix = setup.vocab.prefix(spec, np.broadcast_to(classes, (batch,)))
+        labels = np.broadcast_to(classes, (batch,))
+        prefix = setup.vocab.prefix(spec, labels)
+        uncond_prefix = setup.vocab.prefix(spec, labels, unconditional=True)
         if spec.has_condition:
             cond_tokens = self.conditions.from_pixels(spec, video).reshape(batch, -1)
         else:
             cond_tokens = np.zeros((batch, setup.num_tokens), np.int32)
         cond_mask = np.broadcast_to(setup.token_mask(spec), (batch, setup.num_tokens))
         tokens = self._sample_tokens(self.params, prefix, cond_tokens, cond_mask,
-                                     jax.random.PRNGKey(seed))
+                                     jax.random.PRNGKey(seed), uncond_prefix)
         out = np.asarray(self.tokenizer.decode(np.asarray(tokens).reshape(batch, *setup.grid_shape)))
         if spec.has_condition and setup.config.transformer.decoding.paste_condition:
             known = spec.known_mask(clip_shape, clip_shape[0])[None, ..., None]
@@ -165,7 +169,7 @@ def main(argv):
         raise SystemExit(f"error: {e}") from None
     if truth is not None:
         truth = np.repeat(truth, f.num_samples, axis=0)
-    spec = task_lib.get_task(f.task, sampler.config.transformer.condition_frames)
+    spec = task_lib.task_from_config(f.task, sampler.config.transformer)
     for path in write_outputs(f.out, samples, spec, truth, fps=f.fps):
         print(path)
 

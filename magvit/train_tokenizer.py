@@ -50,10 +50,9 @@ def _initial_state(models, config, mesh):
     state = models.init(jax.random.PRNGKey(config.seed))
     source = config.tokenizer.model.init_from_2d
     if source:
-        params = inflation.inflate_params(inflation.load_2d_params(source), state.params,
-                                          config.tokenizer.model.inflation)
-        state = state.replace(params=params, ema_params=jax.tree.map(np.array, params),
-                              opt_state=models.optimizer.init(params))
+        state = inflation.init_from_2d(source, state, config.tokenizer.model.inflation)
+        state = state.replace(opt_state=models.optimizer.init(state.params),
+                              disc_opt_state=models.optimizer.init(state.disc_params))
     return train_utils.replicate(state, mesh)
 
 

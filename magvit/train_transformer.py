@@ -3,11 +3,13 @@
   python -m magvit.train_transformer --config=tiny --data='tokens/train-*.tfrecord' \
       --tokenizer=runs/tokenizer --workdir=runs/transformer
 
-Each step samples one task per example (from `config.transformer.tasks`), takes the example's
-condition tokens (precomputed in the record, or built with the tokenizer and cached), and runs the
-jitted COMMIT step data-parallel over all devices. The run resumes from the latest checkpoint in
-`--workdir` (state, RNG and data position: a resumed run equals an uninterrupted one); the config
-is saved there as config.json, TensorBoard scalars under tensorboard/.
+Each step trains one task for the whole batch (official: tasks in a seeded permutation of a
+weighted sequence, `transformer.task_sampling="per_step"`; "per_example" draws one per example),
+takes the examples' condition tokens (precomputed in the record, or built with the tokenizer and
+cached), and runs the jitted COMMIT step data-parallel over all devices. The run resumes from
+the latest checkpoint in `--workdir` (state, RNG and data position: a resumed run equals an
+uninterrupted one); the config is saved there as config.json, TensorBoard scalars under
+tensorboard/.
 """
 import os
 import sys
@@ -35,35 +37,64 @@ class TransformerSetup:
         self.tasks = task_lib.get_tasks(tc)
         self.vocab = task_lib.Vocabulary(int(tokenizer.codebook_size),
                                          int(config.dataset.num_classes), tuple(tc.tasks))
-        self.model = build_model(tc, self.vocab.size, task_lib.PREFIX_LENGTH + self.num_tokens)
+        self.sequence_length = self.vocab.prefix_length + self.num_tokens
+        self.model = build_model(tc, self.vocab.size, self.sequence_length)
         self.optimizer = make_optimizer(tc.optimizer, int(tc.training.num_train_steps))
+        self.task_sequence = task_sequence(len(self.tasks), config.seed)
 
     def init_state(self, seed: int) -> TrainState:
         return init_state(self.model, self.optimizer, jax.random.PRNGKey(seed),
-                          task_lib.PREFIX_LENGTH + self.num_tokens)
+                          self.sequence_length)
 
     def token_mask(self, task) -> np.ndarray:
         return task.known_mask(self.grid_shape, self.clip_frames).reshape(-1)
 
-    def sample_tokens(self, params, prefix, cond_tokens, cond_mask, rng):
+    def sample_tokens(self, params, prefix, cond_tokens, cond_mask, rng, uncond_prefix=None):
         d = self.config.transformer.decoding
-        logits_fn = decoding.model_logits_fn(self.model, params, prefix, self.vocab.codebook_size)
+        logits_fn = decoding.model_logits_fn(
+            self.model, params, prefix, self.vocab.codebook_size, uncond_prefix,
+            float(d.get("guidance_scale", 0.0)))
         return decoding.decode(logits_fn, rng, cond_tokens, cond_mask, mask_id=self.vocab.mask_id,
                                num_steps=int(d.num_steps),
                                choice_temperature=float(d.choice_temperature),
-                               mask_schedule=d.mask_schedule)
+                               mask_schedule=d.mask_schedule,
+                               condition_mode=d.get("condition_mode", "refine"),
+                               temperature=float(d.get("temperature", 1.0)),
+                               top_k=int(d.get("top_k", 0)), top_p=float(d.get("top_p", 0.0)))
+
+
+def task_sequence(num_tasks: int, seed: int, weights=None) -> np.ndarray:
+    """The official per-step task order (`maskgvt_train_lib.get_task_idx_sequence`): each task
+    index repeated round(100 * w / min(1, min w)) times, in a seeded random permutation; step s
+    trains task sequence[s % len(sequence)]."""
+    weights = np.ones(num_tasks) if weights is None else np.asarray(weights, np.float64)
+    counts = np.round(weights * 100 / min(1.0, float(weights.min()))).astype(int)
+    return np.random.default_rng(seed).permutation(np.repeat(np.arange(num_tasks), counts))
+
+
+TASK_SAMPLING = ("per_step", "per_example")
+
+
+def choose_tasks(setup: TransformerSetup, step: int, batch: int, seed: int) -> np.ndarray:
+    """int [batch]: the task index of each example at `step`."""
+    mode = setup.config.transformer.get("task_sampling", "per_step")
+    if mode == "per_step":
+        return np.full(batch, setup.task_sequence[step % len(setup.task_sequence)])
+    if mode == "per_example":
+        return np.random.default_rng([seed, step]).integers(len(setup.tasks), size=batch)
+    raise ValueError(f"transformer.task_sampling={mode!r}: expected one of "
+                     f"{', '.join(TASK_SAMPLING)}")
 
 
 def assemble_batch(setup: TransformerSetup, records: dict, step: int, builder,
                    seed: int = 0) -> dict:
-    """Host-side batch of the COMMIT step: a task per example, its condition tokens and prefix."""
+    """Host-side batch of the COMMIT step: the step's task(s), condition tokens and prefix."""
     tokens = np.asarray(records["tokens"], np.int32)
     batch = len(tokens)
-    rng = np.random.default_rng([seed, step])
-    choice = rng.integers(len(setup.tasks), size=batch)
+    choice = choose_tasks(setup, step, batch, seed)
     cond_tokens = np.zeros((batch, setup.num_tokens), np.int32)
     cond_mask = np.zeros((batch, setup.num_tokens), bool)
-    prefix = np.zeros((batch, task_lib.PREFIX_LENGTH), np.int32)
+    prefix = np.zeros((batch, setup.vocab.prefix_length), np.int32)
     for index, task in enumerate(setup.tasks):
         rows = np.flatnonzero(choice == index)
         if not rows.size:

@@ -36,6 +36,37 @@ def test_paper_tokenizer_numbers(name, resolution, multipliers, disc):
     assert (opt.learning_rate, opt.b1, opt.b2, opt.ema_decay) == (1e-4, 0.0, 0.99, 0.999)
     loss = config.tokenizer.loss
     assert (loss.generator_adversarial_weight, loss.r1_gamma, loss.perceptual_weight) == (0.1, 10.0, 0.1)
+    # official: L2 weight 1, LeCam off (batch-mean form when on), R1 without the 1/2
+    assert (loss.reconstruction_weight, loss.lecam_weight) == (1.0, 0.0)
+    assert (loss.lecam_mode, loss.r1_convention) == ("batch_mean", "official")
+
+
+@pytest.mark.parametrize("name, tokenizer_steps, tokenizer_warmup, transformer_steps", [
+    # steps = epochs * (train size // batch): UCF-101 9,537 clips, BAIR 43,264
+    ("ucf101_b", 500 * (9537 // 128), 9537 // 128, 2000 * (9537 // 256)),      # 37,000 / 74,000
+    ("ucf101_l", 2000 * (9537 // 256), 9537 // 256, 2000 * (9537 // 256)),     # 74,000 / 74,000
+    ("bair_b", 400 * (43264 // 128), 43264 // 128, 400 * (43264 // 256)),      # 135,200 / 67,600
+    ("bair_l", 800 * (43264 // 256), 43264 // 256, 800 * (43264 // 256)),     # 135,200 / 135,200
+    ("bair_multitask_b", 135_200, 338, 1200 * 169),                           # 202,800
+    ("bair_multitask_l", 135_200, 169, 1600 * 169),                           # 270,400
+])
+def test_official_schedules_per_setting(name, tokenizer_steps, tokenizer_warmup, transformer_steps):
+    config = get_config(name)
+    assert config.tokenizer.training.num_train_steps == tokenizer_steps
+    assert config.tokenizer.optimizer.warmup_steps == tokenizer_warmup
+    assert config.transformer.training.num_train_steps == transformer_steps
+    assert config.transformer.optimizer.warmup_steps == 5000
+    assert (37_000, 74_000, 135_200, 67_600, 202_800, 270_400) == (
+        500 * 74, 2000 * 37, 400 * 338, 400 * 169, 1200 * 169, 1600 * 169)
+
+
+def test_official_transformer_and_decoding_defaults():
+    t = get_config("bair_multitask_b").transformer
+    assert not t.decoding.paste_condition and t.decoding.condition_mode == "refine"
+    assert (t.decoding.temperature, t.decoding.top_k, t.decoding.top_p) == (1.0, 0, 0.0)
+    assert t.decoding.guidance_scale == 0.0 and t.decoding.mask_schedule == "cosine"
+    assert not t.model.use_condition_segment
+    assert (t.task_sampling, t.mask_ratio_sampling) == ("per_step", "per_batch")
 
 
 @pytest.mark.parametrize("name, shape", [("bair_b", (12, 768, 3072, 12)), ("ssv2_l", (24, 1024, 4096, 16))])

@@ -112,13 +112,55 @@ def test_class_conditional_has_no_condition_video():
 
 
 def test_vocabulary_layout_and_prefix_tokens():
+    # Multi-task (official): 64 codes, 4 classes, "no class" 68, 16 special slots 69..84;
+    # [MASK] = size - 1, task tokens size - 3 (full generation), - 4 (FP), - 5 (FI), - 6 (out/in).
     vocab = tasks.Vocabulary(codebook_size=64, num_classes=4,
-                             tasks=("frame_prediction", "class_conditional"))
-    assert (vocab.no_class_id, vocab.mask_id, vocab.size) == (68, 69, 72)
+                             tasks=("frame_prediction", "class_conditional", "outpainting_c",
+                                    "inpainting_dv", "frame_interpolation"))
+    assert (vocab.no_class_id, vocab.mask_id, vocab.size, vocab.prefix_length) == (68, 84, 85, 2)
+    assert [vocab.task_id(t) for t in vocab.tasks] == [81, 82, 79, 79, 80]
     fp, cc = tasks.get_task("frame_prediction"), tasks.get_task("class_conditional")
-    assert vocab.prefix(cc, [3, 0]).tolist() == [[71, 67], [71, 64]]
-    assert vocab.prefix(fp, [3, 0]).tolist() == [[70, 68], [70, 68]]   # class ignored
+    assert vocab.prefix(cc, [3, 0]).tolist() == [[82, 67], [82, 64]]
+    assert vocab.prefix(fp, [3, 0]).tolist() == [[81, 68], [81, 68]]   # class ignored
+    # classifier-free guidance: "no class", and the full-generation task token
+    assert vocab.prefix(fp, [3], unconditional=True).tolist() == [[82, 68]]
     with pytest.raises(ValueError, match=r"class 4 out of range \[0, 4\)"):
         vocab.prefix(cc, [4])
     with pytest.raises(ValueError, match="not trained on task 'inpainting_c'"):
         vocab.prefix(tasks.get_task("inpainting_c"), [0])
+
+
+def test_single_task_vocabulary_has_no_task_token():
+    # Official single-task layout (UCF-101 class-conditional): 1024 codes, 101 classes, "no class"
+    # 1125, one special slot: [MASK] 1126; the prefix is the class token alone.
+    vocab = tasks.Vocabulary(1024, 101, ("class_conditional",))
+    assert (vocab.no_class_id, vocab.mask_id, vocab.size, vocab.prefix_length) == (1125, 1126,
+                                                                                  1127, 1)
+    assert vocab.prefix(tasks.get_task("class_conditional"), [7]).tolist() == [[1031]]
+    bair = tasks.Vocabulary(1024, 0, ("frame_prediction",))
+    assert (bair.mask_id, bair.size) == (1025, 1026)
+    assert bair.prefix(tasks.get_task("frame_prediction"), [0]).tolist() == [[1024]]
+    with pytest.raises(ValueError, match="single-task model"):
+        bair.task_id("frame_prediction")
+
+
+def test_condition_latent_frames_of_kinetics():
+    # 5 of 16 frames -> ceil(5 * 4 / 16) = 2 of 4 token frames (all 5 frames inside);
+    # condition_latent_frames=1 gives the official code's default, one token frame.
+    derived = tasks.get_task("frame_prediction", 5)
+    assert derived.known_mask((4, 2, 2), 16).any(axis=(1, 2)).tolist() == [True, True, False, False]
+    assert derived.known_mask((16, 4, 4), 16).any(axis=(1, 2)).sum() == 5
+    one = tasks.get_task("frame_prediction", 5, condition_latent_frames=1)
+    assert one.known_mask((4, 2, 2), 16).any(axis=(1, 2)).tolist() == [True, False, False, False]
+    assert one.known_mask((16, 4, 4), 16).any(axis=(1, 2)).sum() == 5      # pixels unchanged
+
+
+def test_official_task_sequence():
+    from magvit.train_transformer import task_sequence
+    sequence = task_sequence(3, seed=0)
+    # equal weights: each task 100 times (100 / min(1, min weight)), a seeded permutation
+    assert len(sequence) == 300 and np.bincount(sequence).tolist() == [100, 100, 100]
+    assert (sequence == task_sequence(3, seed=0)).all()
+    assert not (sequence == np.sort(sequence)).all()
+    weighted = task_sequence(2, seed=0, weights=[0.5, 2.0])
+    assert np.bincount(weighted).tolist() == [100, 400]

@@ -129,12 +129,23 @@ def test_central_inflation_reproduces_the_2d_model_on_static_video():
 def test_r1_and_lecam_by_hand():
     w = jnp.array([[1.0, -2.0], [0.5, 3.0]])
     real = jnp.ones((3, 2, 2))
+    # grad_x D = w for every clip: ||w||^2 = 1 + 4 + 0.25 + 9 = 14.25; official 10 * 14.25
     penalty, logits = losses.r1_penalty(lambda x: jnp.sum(x * w, axis=(1, 2)), real, gamma=10.0)
-    assert float(penalty) == pytest.approx(5.0 * float(jnp.sum(w ** 2)))
+    assert float(penalty) == pytest.approx(142.5)
+    half, _ = losses.r1_penalty(lambda x: jnp.sum(x * w, axis=(1, 2)), real, 10.0, "stylegan")
+    assert float(half) == pytest.approx(71.25)
     np.testing.assert_allclose(logits, [2.5] * 3)
-    lecam = losses.lecam_regularization(jnp.array([1.0, -1.0]), jnp.array([0.0, 2.0]),
-                                        ema_real=0.5, ema_fake=0.0)
-    assert float(lecam) == pytest.approx((1.0 + 0.0) / 2 + (0.25 + 0.0) / 2)
+    # official LeCam on batch means: mean D(x) = 0, mean D(G(z)) = 1:
+    # relu(0 - 0)^2 + relu(0.5 - 1)^2 = 0
+    real_logits, fake_logits = jnp.array([1.0, -1.0]), jnp.array([0.0, 2.0])
+    lecam = losses.lecam_regularization(real_logits, fake_logits, ema_real=0.5, ema_fake=0.0)
+    assert float(lecam) == pytest.approx(0.0)
+    lecam = losses.lecam_regularization(real_logits, fake_logits, ema_real=2.0, ema_fake=-1.0)
+    assert float(lecam) == pytest.approx((0 + 1) ** 2 + (2 - 1) ** 2)
+    per_sample = losses.lecam_regularization(real_logits, fake_logits, 0.5, 0.0, "per_sample")
+    assert float(per_sample) == pytest.approx((1.0 + 0.0) / 2 + (0.25 + 0.0) / 2)
+    with pytest.raises(ValueError, match="lecam_mode='mean'"):
+        losses.lecam_regularization(real_logits, fake_logits, 0.5, 0.0, "mean")
     ema = losses.lecam_ema_update({"real": 0.0, "fake": 1.0}, jnp.array([2.0]), jnp.array([-2.0]),
                                   0.9)
     assert float(ema["real"]) == pytest.approx(0.2) and float(ema["fake"]) == pytest.approx(0.7)

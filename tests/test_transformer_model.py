@@ -2,11 +2,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from magvit.configs import get_config
 from magvit.transformer import tasks
 from magvit.transformer.model import build_model
-from magvit.transformer.train_step import init_state, make_optimizer, make_train_step
+from magvit.transformer.train_step import (init_state, make_optimizer, make_train_step,
+                                           mask_ratios)
 
 K, N = 16, 32
 
@@ -15,7 +17,7 @@ def _setup():
     config = get_config("tiny").transformer
     config.model.num_layers, config.model.hidden_size, config.model.mlp_dim = 1, 32, 64
     vocab = tasks.Vocabulary(K, 4, tuple(config.tasks))
-    model = build_model(config, vocab.size, tasks.PREFIX_LENGTH + N)
+    model = build_model(config, vocab.size, vocab.prefix_length + N)
     return config, vocab, model
 
 
@@ -35,7 +37,7 @@ def test_paper_sizes_build_with_the_official_shapes():
 
 def test_output_head_is_tied_to_the_word_embeddings():
     _, vocab, model = _setup()
-    tokens = jax.random.randint(jax.random.PRNGKey(0), (2, N + 2), 0, vocab.size)
+    tokens = jax.random.randint(jax.random.PRNGKey(0), (2, N + vocab.prefix_length), 0, vocab.size)
     params = model.init(jax.random.PRNGKey(1), tokens)["params"]
     leaves = jax.tree.leaves(params)
     assert not any(x.ndim == 2 and x.shape[1] == vocab.size for x in leaves)  # no separate output matrix
@@ -44,13 +46,13 @@ def test_output_head_is_tied_to_the_word_embeddings():
     params["word"]["embedding"] = params["word"]["embedding"].at[5].set(0.0)
     params["head_bias"] = params["head_bias"].at[5].set(0.25)
     logits = model.apply({"params": params}, tokens)
-    assert logits.shape == (2, N + 2, vocab.size)
+    assert logits.shape == (2, N + vocab.prefix_length, vocab.size)
     np.testing.assert_allclose(logits[..., 5], 0.25, atol=1e-6)
 
 
 def test_attention_is_bidirectional_and_dropout_only_in_training():
     _, vocab, model = _setup()
-    tokens = jax.random.randint(jax.random.PRNGKey(0), (1, N + 2), 0, K)
+    tokens = jax.random.randint(jax.random.PRNGKey(0), (1, N + vocab.prefix_length), 0, K)
     params = model.init(jax.random.PRNGKey(1), tokens)["params"]
     before = model.apply({"params": params}, tokens)
     after = model.apply({"params": params}, tokens.at[0, -1].set((tokens[0, -1] + 1) % K))
@@ -66,7 +68,7 @@ def test_optimizer_decays_kernels_only_and_train_step_learns_a_fixed_batch():
     config, vocab, model = _setup()
     config.optimizer.warmup_steps, config.optimizer.learning_rate = 0, 3e-3
     optimizer = make_optimizer(config.optimizer, 100)
-    state = init_state(model, optimizer, jax.random.PRNGKey(0), tasks.PREFIX_LENGTH + N)
+    state = init_state(model, optimizer, jax.random.PRNGKey(0), vocab.prefix_length + N)
     step = make_train_step(model, optimizer, config, K, vocab.mask_id)
     rng = np.random.default_rng(0)
     task = tasks.get_task("frame_prediction")
@@ -90,3 +92,28 @@ def test_optimizer_decays_kernels_only_and_train_step_learns_a_fixed_batch():
     for leaf in (updates["word"]["embedding"], updates["layer_0"]["mlp_in"]["bias"],
                  updates["head_bias"], updates["embedding_norm"]["scale"]):
         assert np.abs(leaf).max() == 0
+
+
+def test_official_initialisers_and_no_segment_embedding_by_default():
+    config, vocab, model = _setup()
+    params = model.init(jax.random.PRNGKey(1), jnp.zeros((1, N + vocab.prefix_length), jnp.int32))
+    params = params["params"]
+    assert "segment" not in params                     # official: use_condition_segment off
+    # BERT truncated normal: sigma 0.02 before truncation at +-2 sigma
+    word = np.asarray(params["word"]["embedding"])
+    assert np.abs(word).max() <= 0.04 + 1e-7 and 0.012 < word.std() < 0.02
+    config.model.use_condition_segment = True
+    with_segments = build_model(config, vocab.size, vocab.prefix_length + N)
+    params = with_segments.init(jax.random.PRNGKey(1), jnp.zeros((1, N + 2), jnp.int32))["params"]
+    assert params["segment"]["embedding"].shape == (2, config.model.hidden_size)
+
+
+def test_one_mask_ratio_per_batch_by_default():
+    ratio = np.asarray(mask_ratios(jax.random.PRNGKey(3), 8, 1024))
+    assert ratio.shape == (8,) and len(set(ratio.tolist())) == 1
+    u = float(jax.random.uniform(jax.random.PRNGKey(3), (1,))[0])
+    assert ratio[0] == pytest.approx(np.cos(np.pi / 2 * u), rel=1e-5)   # cosine schedule of u
+    per_example = np.asarray(mask_ratios(jax.random.PRNGKey(3), 8, 1024, sampling="per_example"))
+    assert len(set(per_example.tolist())) == 8
+    with pytest.raises(ValueError, match="mask_ratio_sampling='each'"):
+        mask_ratios(jax.random.PRNGKey(3), 8, 1024, sampling="each")

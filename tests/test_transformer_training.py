@@ -91,7 +91,14 @@ def test_frame_prediction_beats_an_untrained_model_and_keeps_the_condition(env):
     samples, tokens = _frame_prediction(trained, clips)
     baseline, baseline_tokens = _frame_prediction(untrained, clips)
     assert samples.shape == clips.shape and samples.dtype == np.uint8
-    np.testing.assert_array_equal(samples[:, 0], clips[:, 0])    # condition pixels pasted back
+    # Official: no pasted pixels; the sample is the decoded prediction, the condition token
+    # frame included (refined, not copied).
+    np.testing.assert_array_equal(samples, tokenizer.decode(tokens.reshape(grids.shape)))
+    cond_accuracy = np.mean(tokens[:, :64] == grids.reshape(len(clips), -1)[:, :64])
+    assert cond_accuracy > np.mean(baseline_tokens[:, :64] == grids.reshape(len(clips), -1)[:, :64])
+    trained.setup.config.transformer.decoding.paste_condition = True       # the named option
+    pasted = trained.generate("frame_prediction", clips, seed=0)
+    np.testing.assert_array_equal(pasted[:, 0], clips[:, 0])
     # The generated token frame (the second of 2) against the clip's own tokens.
     truth_tokens = grids.reshape(len(clips), -1)[:, 64:]
     accuracy = np.mean(tokens[:, 64:] == truth_tokens)
@@ -135,14 +142,19 @@ def test_precomputed_condition_grids_are_used_and_built_ones_are_cached(env):
     builder = conditions.ConditionTokens(env["tokenizer"], chunk=4)
     precomputed = dict(records, **{"condition/frame_prediction": (grids + 1) % 64})
     fp = tasks.get_task("frame_prediction")
-    for step in range(6):        # tasks are drawn per example: look at the frame-prediction ones
+    seen = set()
+    for step in range(6):        # one task per step (official): the batch is all FP or all CC
         batch = assemble_batch(setup, precomputed, step, builder)
         rows = batch["prefix"][:, 0] == setup.vocab.task_id("frame_prediction")
+        assert rows.all() or not rows.any()
+        seen.add(bool(rows[0]))
+        assert setup.task_sequence[step] == (0 if rows[0] else 1)
         np.testing.assert_array_equal(batch["cond_tokens"][rows],
                                       ((grids + 1) % 64).reshape(4, -1)[rows])
         assert (batch["cond_mask"][rows] == setup.token_mask(fp)).all()
         assert not batch["cond_mask"][~rows].any()
         assert (batch["prefix"][~rows, 1] == 64 + records["label"][~rows]).all()  # class token
+    assert seen == {True, False}
     built = builder.from_tokens(fp, grids, records["clip_id"])
     expected = builder.from_pixels(fp, env["tokenizer"].decode(grids))
     np.testing.assert_array_equal(built, expected)

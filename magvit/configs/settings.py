@@ -14,7 +14,21 @@ _SETTINGS = {
     "kinetics600": ("kinetics600", ("frame_prediction",), 5, 50_000),
     "ssv2": ("ssv2", SSV2_TASKS, 1, 50_000),
 }
-NAMES = tuple(f"{name}_{size.lower()}" for name in _SETTINGS for size in ("B", "L")) + ("tiny",)
+_VIDEO_NAMES = tuple(f"{name}_{size.lower()}" for name in _SETTINGS for size in ("B", "L"))
+# `<setting>_image`: the same setting with the 2D image tokenizer (the first stage of the
+# official image-to-video initialisation: its work directory is then the video setting's
+# `--config.tokenizer.model.init_from_2d`).
+IMAGE_SUFFIX = "_image"
+NAMES = _VIDEO_NAMES + ("tiny",) + tuple(n + IMAGE_SUFFIX for n in _VIDEO_NAMES + ("tiny",))
+
+# Training schedules of the released official configs, in epochs of the training split
+# (steps = epochs * (train size // batch size)). Tokenizer: `vqgan3d_{ucf101,bair}_config.py`,
+# warm-up 1 epoch; transformer: `maskgvt_{ucf101,bair,bair_multitask}_config.py`, warm-up 5,000
+# steps. Kinetics-600 and SSv2 have no released config: their schedules are the section defaults.
+_TRAIN_SIZES = {"ucf101": 9_537, "bair": 43_264}
+_TOKENIZER_EPOCHS = {"ucf101": {"B": 500, "L": 2000}, "bair": {"B": 400, "L": 800}}
+_TRANSFORMER_EPOCHS = {"ucf101": {"B": 2000, "L": 2000}, "bair": {"B": 400, "L": 800},
+                       "bair_multitask": {"B": 1200, "L": 1600}}
 
 
 def _compose(name, dataset, size, tasks, condition_frames, num_samples, num_frames=16):
@@ -26,11 +40,29 @@ def _compose(name, dataset, size, tasks, condition_frames, num_samples, num_fram
     config.tokenizer = tokenizer_config(size, data.resolution, num_frames)
     config.transformer = transformer_config(size, tasks, condition_frames)
     config.eval = eval_config(num_samples)
+    _official_schedules(config, name.rpartition("_")[0], dataset, size)
     return config
 
 
+def _official_schedules(config, setting: str, dataset: str, size: str) -> None:
+    if dataset not in _TRAIN_SIZES:
+        return
+    tokenizer, transformer = config.tokenizer, config.transformer
+    epoch = _TRAIN_SIZES[dataset] // tokenizer.training.batch_size
+    tokenizer.training.num_train_steps = _TOKENIZER_EPOCHS[dataset][size] * epoch
+    tokenizer.optimizer.warmup_steps = epoch
+    epoch = _TRAIN_SIZES[dataset] // transformer.training.batch_size
+    transformer.training.num_train_steps = _TRANSFORMER_EPOCHS[setting][size] * epoch
+    transformer.optimizer.warmup_steps = 5000
+
+
 def get_config(name: str = "tiny") -> ml_collections.ConfigDict:
-    """Returns the named setting (see NAMES): e.g. `bair_b`, `ucf101_l`, `tiny`."""
+    """Returns the named setting (see NAMES): e.g. `bair_b`, `ucf101_l`, `tiny`, `tiny_image`."""
+    if name.endswith(IMAGE_SUFFIX) and name in NAMES:
+        config = get_config(name[:-len(IMAGE_SUFFIX)])
+        config.name = name
+        config.tokenizer.model.spatial_dims = 2
+        return config
     if name == "tiny":
         config = _compose("tiny", "demo", "tiny", ("frame_prediction", "frame_interpolation",
                           "inpainting_c", "outpainting_c", "class_conditional"), 1, 4, num_frames=8)

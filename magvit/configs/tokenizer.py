@@ -35,15 +35,19 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             entropy_loss_ratio=0.1,
             entropy_temperature=0.01,
             entropy_loss_type="softmax",
+            spatial_dims=3,           # 3: the video 3D-VQ; 2: the image VQGAN (`*_image` settings)
+                                      # trained first, then inflated (official 2D->3D path)
             inflation="central",      # 2D->3D: central | average
-            init_from_2d="",          # msgpack file of 2D VQGAN params (VQModel, spatial_dims=2)
+            init_from_2d="",          # a 2D tokenizer work directory (generator, EMA and
+                                      # discriminator inflated), or a msgpack file of 2D
+                                      # generator params; "" = random initialisation
         ),
         discriminator=dict(
             filters=_SIZES[size],
             channel_multipliers=disc_multipliers,
         ),
         loss=dict(
-            reconstruction_weight=5.0 if not tiny else 1.0,
+            reconstruction_weight=1.0,    # official (vqgan_trainer.py): L2 weight 1
             # Perceptual loss: squared distance of ImageNet ResNet-50 logits of real and
             # reconstructed frames (magvit/tokenizer/perceptual.py). On only when
             # perceptual_weights names a LOCAL Keras-2-format HDF5 file,
@@ -55,11 +59,16 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             perceptual_resolution=224,    # frames are resized (bilinear) to this square size
             generator_adversarial_weight=0.1,
             discriminator_adversarial_weight=1.0,
+            # R1 penalty on real clips: r1_gamma * E||grad_x D(x)||^2 (official, no 1/2);
+            # r1_convention="stylegan" halves it (gamma / 2, as StyleGAN).
             r1_gamma=10.0,
-            lecam_weight=0.001,
+            r1_convention="official",
+            # LeCam: off in every released config (weight 0). "batch_mean" (official) penalises
+            # the batch-mean logits; "per_sample" applies the ReLU to each logit before the mean.
+            lecam_weight=0.0,
+            lecam_mode="batch_mean",
             lecam_ema_decay=0.999,
             gan_start_step=0 if not tiny else 10_000,   # tiny: pure VQ on CPU
-            # R1 penalty r1_gamma/2 * E||grad_x D(x)||^2 on real clips (StyleGAN convention).
         ),
         optimizer=dict(
             learning_rate=1e-4 if not tiny else 1e-3,
@@ -78,5 +87,6 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             eval_batches=8 if not tiny else 2,
             shuffle_buffer=4096 if not tiny else 64,
             random_flip=True,         # left-right flip augmentation (uses the state's RNG)
+            frames_per_clip=1,        # 2D tokenizer: random frames taken from each clip
         ),
     ))

@@ -26,9 +26,18 @@ def transformer_config(size: str, tasks=("frame_prediction",), condition_frames:
             num_heads=heads,
             dropout_rate=0.1,
             attention_dropout_rate=0.1,
+            use_condition_segment=False,  # official default: no segment embeddings; True adds
+                                          # two (1 = condition token), as this project once did
         ),
-        tasks=tuple(tasks),
+        tasks=tuple(tasks),              # more than one: a multi-task model (task tokens)
         condition_frames=condition_frames,  # frame prediction: 1 (BAIR), 5 (Kinetics-600)
+        # Token frames of the frame-prediction condition region; 0 = ceil(condition_frames * t / T),
+        # every condition frame inside it (Kinetics-600: 5 of 16 frames -> 2 of 4 token frames,
+        # the paper's 5-frame condition; the official code's `cond_latent_frames` default is 1).
+        condition_latent_frames=0,
+        task_sampling="per_step",        # official: one task per step for the whole batch, from a
+                                         # seeded permutation; per_example: one per example
+        mask_ratio_sampling="per_batch",  # official: one mask ratio per step; or per_example
         loss_mode="mask+refine+recons",
         mask_weight=1.0,
         refine_weight=1.0,
@@ -58,6 +67,12 @@ def transformer_config(size: str, tasks=("frame_prediction",), condition_frames:
             num_steps=12,
             choice_temperature=4.5,
             mask_schedule="cosine",
-            paste_condition=True,     # paste the known condition pixels into the output
+            paste_condition=False,    # official: off; True pastes the known condition pixels
+                                      # into the output (FVD then not comparable to the paper)
+            condition_mode="refine",  # official: condition positions re-predicted; "fixed": held
+            temperature=1.0,          # sampling temperature of the token draws
+            top_k=0,                  # > 0: sample among the k most likely tokens
+            top_p=0.0,                # > 0: nucleus sampling (at most one of top_k / top_p)
+            guidance_scale=0.0,       # classifier-free guidance: l + s * (l - l_uncond); 0 = off
         ),
     ))

@@ -24,6 +24,10 @@ from magvit.tokenizer.train_step import Models, to_unit
 class Tokenizer:
     def __init__(self, config: ml_collections.ConfigDict, params, checkpoint_id: str | None = None):
         """config: the tokenizer section (`config.tokenizer`); params: VQModel parameters."""
+        if int(config.model.get("spatial_dims", 3)) != 3:
+            raise ValueError("a 2D image tokenizer (tokenizer.model.spatial_dims=2) does not "
+                             "tokenize videos: inflate it into a video tokenizer with "
+                             "--config.tokenizer.model.init_from_2d=<its work directory>")
         self.config = config
         self.params = params
         self._model = model_lib.VQModel(config.model)

@@ -7,10 +7,19 @@ parameter trees match name for name. A 2D kernel [kh, kw, in, out] becomes a 3D 
            the 3D model computes exactly the 2D model's per-frame output;
   average  the 2D kernel divided by kt at every time tap (same response on static interiors).
 Every other parameter (GroupNorm, biases, codebook, 1x1 kernels of the same rank) is copied.
+
+`tokenizer.model.init_from_2d` names either a 2D tokenizer work directory (trained by
+`magvit.train_tokenizer` with `model.spatial_dims=2`, e.g. `--config=ucf101_b_image`): then, as
+the official `vqgan_train_lib.init_from_pretrained_checkpoint`, the generator, its EMA and the
+discriminator are all inflated (optimiser states, LeCam EMAs and the step start afresh); or a
+msgpack file of 2D generator parameters (`save_2d_params`): then only the generator is inflated,
+its EMA starts equal to it and the discriminator starts random.
 """
 import flax.serialization
 import flax.traverse_util
+import jax
 import jax.numpy as jnp
+import numpy as np
 import tensorflow as tf
 
 METHODS = ("central", "average")
@@ -58,3 +67,36 @@ def load_2d_params(path: str):
         raise FileNotFoundError(f"tokenizer.model.init_from_2d={path!r}: no such file")
     with tf.io.gfile.GFile(path, "rb") as f:
         return flax.serialization.msgpack_restore(f.read())
+
+
+def _load_2d_state(workdir: str):
+    """(params, ema_params, disc_params) of the latest checkpoint of a 2D tokenizer workdir."""
+    from magvit import checkpoints, train_utils
+    from magvit.tokenizer.train_step import Models
+    config = checkpoints.load_config(workdir).tokenizer
+    if int(config.model.get("spatial_dims", 3)) != 2:
+        raise ValueError(f"tokenizer.model.init_from_2d={workdir!r}: a 3D tokenizer, not a 2D one "
+                         "(train one with --config.tokenizer.model.spatial_dims=2)")
+    models = Models(config)
+    checkpointer = checkpoints.Checkpointer(workdir)
+    if checkpointer.latest_step() is None:
+        raise FileNotFoundError(f"tokenizer.model.init_from_2d={workdir!r}: no checkpoint under "
+                                f"{checkpointer.directory}")
+    template = jax.eval_shape(models.init, jax.random.PRNGKey(0))
+    state, _ = checkpointer.restore(template, default_sharding=train_utils.replicated(
+        train_utils.make_mesh()))
+    checkpointer.close()
+    return jax.device_get((state.params, state.ema_params, state.disc_params))
+
+
+def init_from_2d(path: str, state, method: str = "central"):
+    """`state` (a fresh 3D TrainState) with its generator, EMA and discriminator inflated from the
+    2D tokenizer at `path` (a work directory), or its generator and EMA from a msgpack file."""
+    from magvit import checkpoints
+    if tf.io.gfile.exists(checkpoints.checkpoint_dir(path)):
+        params, ema, disc = _load_2d_state(path)
+        return state.replace(params=inflate_params(params, state.params, method),
+                             ema_params=inflate_params(ema, state.ema_params, method),
+                             disc_params=inflate_params(disc, state.disc_params, method))
+    params = inflate_params(load_2d_params(path), state.params, method)
+    return state.replace(params=params, ema_params=jax.tree.map(np.array, params))

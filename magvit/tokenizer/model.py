@@ -44,10 +44,11 @@ class Conv(nn.Module):
     features: int
     kernel_size: Sequence[int]
     use_bias: bool = True
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
 
     @nn.compact
     def __call__(self, x):
-        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+        kernel = self.param("kernel", self.kernel_init,
                             (*self.kernel_size, x.shape[-1], self.features))
         y = convolve(x, kernel)
         if self.use_bias:
@@ -83,6 +84,12 @@ def _window(spatial_dims: int, temporal: bool) -> tuple[int, ...]:
 
 def downsample(x, spatial_dims: int, temporal: bool):
     window = _window(spatial_dims, temporal)
+    odd = [n for n, w in zip(x.shape[1:-1], window) if n % w]
+    if odd:
+        raise ValueError(f"tokenizer input of shape {list(x.shape[1:-1])} reaches a 2x "
+                         f"downsampling with a dimension not divisible by 2 ({odd}): the clip's "
+                         "frames and side must be divisible by the tokenizer's downsampling "
+                         "factors")
     return nn.avg_pool(x, window, strides=window)
 
 

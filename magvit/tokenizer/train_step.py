@@ -6,6 +6,12 @@ adversarial loss once the GAN is on), its EMA, and, with the GAN on, the discrim
 (non-saturating loss + R1 penalty on real clips + LeCam regularisation) and the LeCam EMAs.
 The GAN on/off choice is a static argument: two compiled steps, the Python loop picks one by
 `loss.gan_start_step`.
+
+With `model.spatial_dims=2` the same step trains the 2D image VQGAN of the official
+image-to-video initialisation (`vqgan2d_*` configs): each clip of the batch gives
+`training.frames_per_clip` random frames, the generator and the discriminator run on images, and
+`magvit.tokenizer.inflation.init_from_2d` later inflates all three parameter sets (generator, EMA,
+discriminator) into the 3D model.
 """
 import functools
 
@@ -46,13 +52,15 @@ class Models:
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
-        self.generator = VQModel(config.model)
+        self.spatial_dims = spatial_dims(config)
+        self.generator = VQModel(config.model, self.spatial_dims)
         self.discriminator = discriminator_lib.build(config.discriminator)
         self.optimizer = make_optimizer(config)
 
     def init(self, rng) -> TrainState:
         g_rng, d_rng, state_rng = jax.random.split(rng, 3)
-        clip = jnp.zeros((1, *tuple(self.config.clip_shape), 3), jnp.float32)
+        shape = tuple(self.config.clip_shape)[-self.spatial_dims:]
+        clip = jnp.zeros((1, *shape, 3), jnp.float32)
         params = self.generator.init(g_rng, clip)["params"]
         disc_params = self.discriminator.init(d_rng, clip)["params"]
         return TrainState(
@@ -68,6 +76,27 @@ class Models:
         """The frozen ResNet-50 of the perceptual loss (host arrays), read on first use, so that
         loading a trained tokenizer never needs the file; None when the loss is off."""
         return perceptual.load_variables(self.config.loss)
+
+
+def spatial_dims(config: ml_collections.ConfigDict) -> int:
+    """3 (video tokenizer) or 2 (image tokenizer) from `model.spatial_dims`."""
+    dims = int(config.model.get("spatial_dims", 3))
+    if dims not in (2, 3):
+        raise ValueError(f"tokenizer.model.spatial_dims={dims}: expected 3 (video) or 2 (image)")
+    return dims
+
+
+def sample_frames(rng, clips, frames_per_clip: int):
+    """[B, T, H, W, C] clips -> [B * k, H, W, C]: k frames of each clip drawn without
+    replacement (the 2D tokenizer's images)."""
+    batch, length = clips.shape[:2]
+    if not 1 <= frames_per_clip <= length:
+        raise ValueError(f"tokenizer.training.frames_per_clip={frames_per_clip}: must be in "
+                         f"[1, {length}] (the clip's frames)")
+    keys = jax.random.split(rng, batch)
+    picks = jax.vmap(lambda k: jax.random.permutation(k, length)[:frames_per_clip])(keys)
+    images = jnp.take_along_axis(clips, picks[:, :, None, None, None], axis=1)
+    return images.reshape(batch * frames_per_clip, *clips.shape[2:])
 
 
 def to_unit(frames):
@@ -95,8 +124,10 @@ def train_step(models: Models, state: TrainState, batch: dict, perceptual_variab
         raise ValueError(f"tokenizer.loss.perceptual_weights={loss_cfg.perceptual_weights!r} is "
                          "set but train_step got no perceptual_variables: pass "
                          "models.perceptual_variables")
-    rng, flip_rng = jax.random.split(state.rng)
+    rng, flip_rng, frame_rng = jax.random.split(state.rng, 3)
     x = to_unit(batch["frames"])
+    if models.spatial_dims == 2:
+        x = sample_frames(frame_rng, x, int(config.training.get("frames_per_clip", 1)))
     if config.training.random_flip:
         x = random_flip(flip_rng, x)
 
@@ -109,7 +140,8 @@ def train_step(models: Models, state: TrainState, batch: dict, perceptual_variab
         loss = loss_cfg.reconstruction_weight * rec + aux["quantizer_loss"]
         metrics = {"reconstruction_loss": rec, **aux}
         if use_perceptual:
-            perc = perceptual.perceptual_loss(perceptual_variables, x, recon,
+            as_video = (lambda v: v[:, None]) if models.spatial_dims == 2 else (lambda v: v)
+            perc = perceptual.perceptual_loss(perceptual_variables, as_video(x), as_video(recon),
                                               loss_cfg.perceptual_resolution)
             loss = loss + loss_cfg.perceptual_weight * perc
             metrics["perceptual_loss"] = perc
@@ -126,7 +158,8 @@ def train_step(models: Models, state: TrainState, batch: dict, perceptual_variab
     ema_params = train_utils.ema_update(state.ema_params, params, config.optimizer.ema_decay)
     metrics.update(generator_loss=g_loss, generator_grad_norm=optax.global_norm(grads),
                    psnr=jnp.mean(10 * jnp.log10(1.0 / jnp.maximum(
-                       jnp.mean(jnp.square(x - jnp.clip(recon, 0, 1)), axis=(1, 2, 3, 4)),
+                       jnp.mean(jnp.square(x - jnp.clip(recon, 0, 1)),
+                                axis=tuple(range(1, x.ndim))),
                        1e-10))))
     state = state.replace(step=state.step + 1, params=params, ema_params=ema_params,
                           opt_state=opt_state, rng=rng)
@@ -142,11 +175,13 @@ def _discriminator_update(models, state, real, recon, discriminate):
 
     def disc_loss(disc_params):
         r1, real_logits = losses.r1_penalty(functools.partial(discriminate, disc_params), real,
-                                            loss_cfg.r1_gamma)
+                                            loss_cfg.r1_gamma,
+                                            loss_cfg.get("r1_convention", "official"))
         fake_logits = discriminate(disc_params, fake)
         adv = losses.discriminator_loss(real_logits, fake_logits)
         lecam = losses.lecam_regularization(real_logits, fake_logits, state.lecam["real"],
-                                            state.lecam["fake"])
+                                            state.lecam["fake"],
+                                            loss_cfg.get("lecam_mode", "batch_mean"))
         loss = loss_cfg.discriminator_adversarial_weight * adv + r1 + loss_cfg.lecam_weight * lecam
         return loss, (real_logits, fake_logits, {"discriminator_adversarial_loss": adv,
                                                  "r1_penalty": r1, "lecam_loss": lecam})
@@ -164,8 +199,15 @@ def _discriminator_update(models, state, real, recon, discriminate):
 
 
 def reconstruct(models: Models, params, frames):
-    """uint8 clips -> (uint8 reconstructions, token ids) with the given (EMA) parameters."""
-    recon, ids, _ = models.generator.apply({"params": params}, to_unit(frames))
+    """uint8 clips -> (uint8 reconstructions, token ids) with the given (EMA) parameters; a 2D
+    tokenizer reconstructs every frame of the clips as an image."""
+    x = to_unit(frames)
+    if models.spatial_dims == 2:
+        recon, ids, _ = models.generator.apply({"params": params},
+                                               x.reshape(-1, *x.shape[2:]))
+        return (jnp.round(jnp.clip(recon, 0.0, 1.0) * 255.0).astype(jnp.uint8).reshape(
+            frames.shape), ids.reshape(*frames.shape[:2], *ids.shape[1:]))
+    recon, ids, _ = models.generator.apply({"params": params}, x)
     return jnp.round(jnp.clip(recon, 0.0, 1.0) * 255.0).astype(jnp.uint8), ids
 
 

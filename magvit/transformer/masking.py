@@ -14,19 +14,42 @@ import jax
 import jax.numpy as jnp
 
 
+SCHEDULES = "cosine, linear (= uniform), square (= pow2), powX, exp, log, poly:c0,c1,..."
+
+
 def schedule(ratio, method: str = "cosine", total_unknown: int = 1024):
-    """Mask ratio in [1e-6, 1] for a progress `ratio` in [0, 1] (MaskGIT's schedules)."""
+    """Mask ratio in [1e-6, 1] for a progress `ratio` in [0, 1] (the official `mask_schedule`).
+
+    cosine cos(pi/2 r); linear / uniform 1 - r; square 1 - r^2; powX 1 - r^X (e.g. pow2.5);
+    exp 1 - 2^(-log2(total_unknown) (1 - r)); log -log2(r) / log2(total_unknown);
+    poly:c0,c1,... the polynomial c0 r^(n-1) + ... + c(n-1) (numpy polyval order).
+    """
     ratio = jnp.asarray(ratio, jnp.float32)
-    if method == "cosine":
+    if method.startswith("poly:"):
+        try:
+            coefficients = [float(c) for c in method[5:].split(",")]
+        except ValueError:
+            raise ValueError(f"mask schedule {method!r}: poly: takes comma-separated numbers, "
+                             "e.g. poly:-1,0,1") from None
+        mask_ratio = jnp.polyval(jnp.asarray(coefficients, jnp.float32), ratio)
+    elif method == "cosine":
         mask_ratio = jnp.cos(math.pi / 2 * ratio)
-    elif method == "linear":
+    elif method in ("linear", "uniform"):
         mask_ratio = 1.0 - ratio
     elif method == "square":
         mask_ratio = 1.0 - ratio ** 2
+    elif method.startswith("pow"):
+        try:
+            exponent = float(method[3:])
+        except ValueError:
+            raise ValueError(f"mask schedule {method!r}: powX takes a number, e.g. pow2.5") from None
+        mask_ratio = 1.0 - ratio ** exponent
     elif method == "exp":
         mask_ratio = 1.0 - jnp.exp2(-math.log2(total_unknown) * (1.0 - ratio))
+    elif method == "log":
+        mask_ratio = -jnp.log2(ratio) / math.log2(total_unknown)
     else:
-        raise ValueError(f"unknown mask schedule {method!r}; expected cosine, linear, square or exp")
+        raise ValueError(f"unknown mask schedule {method!r}; expected {SCHEDULES}")
     return jnp.clip(mask_ratio, 1e-6, 1.0)
 
 

@@ -1,5 +1,10 @@
-"""MAGVIT's BERT-style transformer: word + position + segment embeddings, post-LN layers, and an
+"""MAGVIT's BERT-style transformer: word + position (+ segment) embeddings, post-LN layers, and an
 output head tied to the word embeddings (logits = MLM-transform(h) @ E^T + bias).
+
+Weights start from BERT's truncated normal (sigma 0.02, cut at +-2 sigma), as the official code.
+Segment embeddings exist only with `num_segments` > 0 (official: `use_condition_segment`, which no
+released config sets; then 2 segments, 1 marking condition tokens); without them the segment ids
+are ignored.
 
 `causal=True` gives the same network as a left-to-right language model; with `decode=True` it runs
 one (or a few) positions at a time against a key/value cache (flax "cache" collection), which is
@@ -9,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-_init = nn.initializers.normal(stddev=0.02)
+_init = nn.initializers.truncated_normal(stddev=0.02)  # +-2 sigma
 
 
 class SelfAttention(nn.Module):
@@ -77,7 +82,7 @@ class Transformer(nn.Module):
     num_heads: int
     dropout_rate: float = 0.1
     attention_dropout_rate: float = 0.1
-    num_segments: int = 2
+    num_segments: int = 0
     causal: bool = False
 
     @nn.compact
@@ -96,9 +101,10 @@ class Transformer(nn.Module):
         word = nn.Embed(self.vocab_size, self.hidden_size, embedding_init=_init, name="word")
         x = (word(tokens)
              + nn.Embed(self.max_length, self.hidden_size, embedding_init=_init,
-                        name="position")(positions)[None]
-             + nn.Embed(self.num_segments, self.hidden_size, embedding_init=_init,
-                        name="segment")(segment_ids))
+                        name="position")(positions)[None])
+        if self.num_segments:
+            x = x + nn.Embed(self.num_segments, self.hidden_size, embedding_init=_init,
+                             name="segment")(segment_ids)
         x = nn.LayerNorm(epsilon=1e-12, name="embedding_norm")(x)
         x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
         for i in range(self.num_layers):
@@ -117,4 +123,6 @@ def build_model(transformer_config, vocab_size: int, max_length: int, causal: bo
     return Transformer(vocab_size=vocab_size, max_length=max_length, num_layers=m.num_layers,
                        hidden_size=m.hidden_size, mlp_dim=m.mlp_dim, num_heads=m.num_heads,
                        dropout_rate=m.dropout_rate,
-                       attention_dropout_rate=m.attention_dropout_rate, causal=causal)
+                       attention_dropout_rate=m.attention_dropout_rate,
+                       num_segments=2 if m.get("use_condition_segment", False) else 0,
+                       causal=causal)

@@ -10,7 +10,7 @@ The condition video keeps the known pixels and pads the rest (shared/research/ma
   interpolate  frame interpolation blends linearly between the known first and last frames
   constant     inpainting and dynamic outpainting fill the unknown pixels with 0
 
-Adding a task is adding one entry to `REGISTRY`.
+Adding a task is adding one entry to `REGISTRY` and its task family (task token) to `_FAMILIES`.
 """
 import dataclasses
 import math
@@ -27,6 +27,7 @@ class Task:
     region: Callable[[Shape, int], np.ndarray] | None  # (grid shape, clip frames) -> bool [t,h,w]
     padding: str = "none"                               # edge | interpolate | constant | none
     class_conditional: bool = False
+    family: str = "full_generation"                     # the task token (see _FAMILIES)
 
     @property
     def has_condition(self) -> bool:
@@ -58,10 +59,15 @@ def _frames(n: int, shape: Shape, clip_frames: int) -> int:
     return min(shape[0], math.ceil(n * shape[0] / clip_frames))
 
 
-def first_frames(num_frames: int):
+def first_frames(num_frames: int, latent_frames: int = 0):
+    """The first `num_frames` clip frames; on a token grid (fewer frames than the clip) the first
+    `latent_frames` token frames when given, else ceil(num_frames * t / T)."""
     def region(shape, clip_frames):
         mask = np.zeros(shape, bool)
-        mask[:_frames(num_frames, shape, clip_frames)] = True
+        if latent_frames and shape[0] != clip_frames:
+            mask[:min(latent_frames, shape[0])] = True
+        else:
+            mask[:_frames(num_frames, shape, clip_frames)] = True
         return mask
     return region
 
@@ -155,35 +161,71 @@ _PADDINGS = {"edge": _pad_edge, "interpolate": _pad_interpolate, "constant": _pa
 # ---------------------------------------------------------------------------------------------
 # The registry: task name -> Task, given the number of condition frames of frame prediction.
 
-REGISTRY: dict[str, Callable[[int], Task]] = {
-    "frame_prediction": lambda n: Task("frame_prediction", first_frames(n), "edge"),
-    "frame_interpolation": lambda n: Task("frame_interpolation", end_frames(1), "interpolate"),
-    "outpainting_h": lambda n: Task("outpainting_h", box(rows=True, cols=False), "edge"),
-    "outpainting_v": lambda n: Task("outpainting_v", box(rows=False, cols=True), "edge"),
-    "outpainting_c": lambda n: Task("outpainting_c", box(rows=True, cols=True), "edge"),
-    "outpainting_dv": lambda n: Task("outpainting_dv", dynamic_vertical, "constant"),
-    "inpainting_c": lambda n: Task("inpainting_c", invert(box(rows=True, cols=True)), "constant"),
-    "inpainting_dv": lambda n: Task("inpainting_dv", dynamic_central_hole, "constant"),
-    "class_conditional": lambda n: Task("class_conditional", None, class_conditional=True),
-    "class_conditional_frame_prediction": lambda n: Task(
-        "class_conditional_frame_prediction", first_frames(n), "edge", class_conditional=True),
+def _task(name, region, padding="none", class_conditional=False):
+    return Task(name, region, padding, class_conditional, family=_FAMILIES[name])
+
+
+# The official task token of each task (`task_registry.py`): one per task family; every out- and
+# inpainting task shares the outpainting token, class-conditional generation has the
+# full-generation token.
+_FAMILIES = {
+    "frame_prediction": "frame_prediction", "frame_interpolation": "frame_interpolation",
+    "outpainting_h": "outpainting", "outpainting_v": "outpainting", "outpainting_c": "outpainting",
+    "outpainting_dv": "outpainting", "inpainting_c": "outpainting", "inpainting_dv": "outpainting",
+    "class_conditional": "full_generation",
+    "class_conditional_frame_prediction": "frame_prediction",
+}
+
+# name -> (condition frames n, latent condition frames m) -> Task
+REGISTRY: dict[str, Callable[[int, int], Task]] = {
+    "frame_prediction": lambda n, m: _task("frame_prediction", first_frames(n, m), "edge"),
+    "frame_interpolation": lambda n, m: _task("frame_interpolation", end_frames(1), "interpolate"),
+    "outpainting_h": lambda n, m: _task("outpainting_h", box(rows=True, cols=False), "edge"),
+    "outpainting_v": lambda n, m: _task("outpainting_v", box(rows=False, cols=True), "edge"),
+    "outpainting_c": lambda n, m: _task("outpainting_c", box(rows=True, cols=True), "edge"),
+    "outpainting_dv": lambda n, m: _task("outpainting_dv", dynamic_vertical, "constant"),
+    "inpainting_c": lambda n, m: _task("inpainting_c", invert(box(rows=True, cols=True)),
+                                       "constant"),
+    "inpainting_dv": lambda n, m: _task("inpainting_dv", dynamic_central_hole, "constant"),
+    "class_conditional": lambda n, m: _task("class_conditional", None, class_conditional=True),
+    "class_conditional_frame_prediction": lambda n, m: _task(
+        "class_conditional_frame_prediction", first_frames(n, m), "edge", class_conditional=True),
 }
 TASK_NAMES = tuple(REGISTRY)
 
 
-def get_task(name: str, condition_frames: int = 1) -> Task:
+def get_task(name: str, condition_frames: int = 1, condition_latent_frames: int = 0) -> Task:
+    """`condition_latent_frames` 0: ceil(n * t / T) token frames for n condition frames."""
     if name not in REGISTRY:
         raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASK_NAMES)}")
-    return REGISTRY[name](condition_frames)
+    if condition_latent_frames < 0:
+        raise ValueError(f"transformer.condition_latent_frames={condition_latent_frames}: must be "
+                         ">= 0 (0 = derived from condition_frames)")
+    return REGISTRY[name](condition_frames, condition_latent_frames)
+
+
+def task_from_config(name: str, transformer_config) -> Task:
+    return get_task(name, transformer_config.condition_frames,
+                    transformer_config.get("condition_latent_frames", 0))
 
 
 def get_tasks(transformer_config) -> list[Task]:
-    """The tasks a transformer config trains on, in config order (their task-token order)."""
-    return [get_task(name, transformer_config.condition_frames) for name in transformer_config.tasks]
+    """The tasks a transformer config trains on, in config order."""
+    return [task_from_config(name, transformer_config) for name in transformer_config.tasks]
 
 
 # ---------------------------------------------------------------------------------------------
-# The vocabulary: codebook ids, then class tokens (+ one "no class"), [MASK], then task tokens.
+# The vocabulary (official layout, `maskgvt_train_lib.get_bert_model`): codebook ids [0, K), class
+# tokens [K, K + C), the "no class" token K + C, then the special tokens: 1 slot ([MASK]) for a
+# single-task model, 16 for a multi-task one. Special tokens count from the end of the
+# vocabulary: [MASK] = size - 1, task tokens size - 3 (full generation), size - 4 (frame
+# prediction), size - 5 (frame interpolation), size - 6 (outpainting, shared by inpainting).
+# A single-task model has no task token: its prefix is the class token alone.
+
+SPECIAL_TOKENS = {"mask": -1, "sep": -2, "full_generation": -3, "frame_prediction": -4,
+                  "frame_interpolation": -5, "outpainting": -6, "inpainting": -7}
+MULTI_TASK_SPECIAL_SLOTS = 16
+
 
 @dataclasses.dataclass(frozen=True)
 class Vocabulary:
@@ -192,35 +234,55 @@ class Vocabulary:
     tasks: tuple[str, ...]
 
     @property
+    def multi_task(self) -> bool:
+        return len(self.tasks) > 1
+
+    @property
     def no_class_id(self) -> int:
         return self.codebook_size + self.num_classes
 
     @property
-    def mask_id(self) -> int:
-        return self.no_class_id + 1
+    def size(self) -> int:
+        return self.no_class_id + 1 + (MULTI_TASK_SPECIAL_SLOTS if self.multi_task else 1)
 
     @property
-    def size(self) -> int:
-        return self.mask_id + 1 + len(self.tasks)
+    def mask_id(self) -> int:
+        return self.size + SPECIAL_TOKENS["mask"]
+
+    @property
+    def prefix_length(self) -> int:
+        """Task token (multi-task only) and class token."""
+        return 2 if self.multi_task else 1
 
     def task_id(self, task: str) -> int:
+        """The task token of `task` (its family's); an error if the model was not trained on it."""
         if task not in self.tasks:
             raise ValueError(f"the model was not trained on task {task!r}; it knows "
                              f"{', '.join(self.tasks)}")
-        return self.mask_id + 1 + self.tasks.index(task)
+        if not self.multi_task:
+            raise ValueError(f"a single-task model ({task}) has no task token")
+        return self.size + SPECIAL_TOKENS[_FAMILIES[task]]
 
-    def prefix(self, task: Task, labels: np.ndarray) -> np.ndarray:
-        """int32 [B, 2]: the task token and the class token (or "no class") of each example."""
+    def prefix(self, task: Task, labels: np.ndarray, unconditional: bool = False) -> np.ndarray:
+        """int32 [B, prefix_length]: [task token,] class token (or "no class") of each example.
+
+        `unconditional`: the classifier-free-guidance prefix: "no class", and (official rule) the
+        full-generation task token when the model was trained on full generation."""
+        if task.name not in self.tasks:
+            raise ValueError(f"the model was not trained on task {task.name!r}; it knows "
+                             f"{', '.join(self.tasks)}")
         labels = np.asarray(labels).reshape(-1)
-        if task.class_conditional:
+        if task.class_conditional and not unconditional:
             bad = labels[(labels < 0) | (labels >= self.num_classes)]
             if bad.size:
                 raise ValueError(f"class {int(bad[0])} out of range [0, {self.num_classes})")
             classes = self.codebook_size + labels
         else:
             classes = np.full_like(labels, self.no_class_id)
-        tasks = np.full_like(labels, self.task_id(task.name))
-        return np.stack([tasks, classes], axis=1).astype(np.int32)
-
-
-PREFIX_LENGTH = 2
+        columns = [classes]
+        if self.multi_task:
+            token = self.task_id(task.name)
+            if unconditional and any(_FAMILIES[t] == "full_generation" for t in self.tasks):
+                token = self.size + SPECIAL_TOKENS["full_generation"]
+            columns.insert(0, np.full_like(labels, token))
+        return np.stack(columns, axis=1).astype(np.int32)

@@ -4,9 +4,11 @@ A batch (numpy, built on the host by `magvit.train_transformer`) holds, per exam
   tokens      int32 [B, N]  the clip's tokens (flattened t*h*w)
   cond_tokens int32 [B, N]  the tokens of its task's condition video
   cond_mask   bool  [B, N]  the interior condition tokens of its task
-  prefix      int32 [B, 2]  task token, class token
-The step samples a mask ratio per example (cosine schedule), builds the COMMIT input, and
-minimises the weighted, label-smoothed cross-entropy over the codebook.
+  prefix      int32 [B, P]  [task token (multi-task models),] class token
+The step samples one mask ratio for the whole batch (official; `mask_ratio_sampling=
+"per_example"` draws one per example) through the mask schedule, builds the COMMIT input, and
+minimises the weighted, label-smoothed cross-entropy over the codebook: per example the weighted
+mean over its positions, then the mean over the batch (official `maskgvt_trainer.train_step`).
 """
 import flax
 import jax
@@ -46,17 +48,33 @@ def init_state(model, optimizer, rng, sequence_length: int) -> TrainState:
                       opt_state=optimizer.init(params), rng=rng)
 
 
+MASK_RATIO_SAMPLING = ("per_batch", "per_example")
+
+
+def mask_ratios(rng, batch: int, num_tokens: int, method: str = "cosine",
+                sampling: str = "per_batch"):
+    """float32 [batch] mask ratios: schedule(u), u ~ U[0, 1), one u for the whole batch
+    (official `generate_mask_ratio`) or one per example."""
+    if sampling not in MASK_RATIO_SAMPLING:
+        raise ValueError(f"transformer.mask_ratio_sampling={sampling!r}: expected one of "
+                         f"{', '.join(MASK_RATIO_SAMPLING)}")
+    draws = 1 if sampling == "per_batch" else batch
+    ratio = masking.schedule(jax.random.uniform(rng, (draws,)), method, num_tokens)
+    return jnp.broadcast_to(ratio, (batch,))
+
+
 def make_train_step(model, optimizer, transformer_config, codebook_size: int, mask_id: int):
     """Returns a jitted (state, batch) -> (state, metrics)."""
     weights = masking.loss_weights(transformer_config)
     smoothing = float(transformer_config.label_smoothing)
     method = transformer_config.mask_schedule
+    sampling = transformer_config.get("mask_ratio_sampling", "per_batch")
+    mask_ratios(jax.random.PRNGKey(0), 1, 1, method, sampling)     # checks the options now
 
     def loss_fn(params, batch, rng):
         ratio_rng, mask_rng, dropout_rng = jax.random.split(rng, 3)
         tokens, prefix = batch["tokens"], batch["prefix"]
-        ratio = masking.schedule(jax.random.uniform(ratio_rng, (tokens.shape[0],)), method,
-                                 tokens.shape[1])
+        ratio = mask_ratios(ratio_rng, tokens.shape[0], tokens.shape[1], method, sampling)
         commit = masking.commit_inputs(mask_rng, tokens, batch["cond_tokens"], batch["cond_mask"],
                                        ratio, mask_id, weights)
         inputs = jnp.concatenate([prefix, commit["inputs"]], axis=1)
@@ -67,7 +85,7 @@ def make_train_step(model, optimizer, transformer_config, codebook_size: int, ma
         one_hot = jax.nn.one_hot(commit["targets"], codebook_size)
         ce = optax.softmax_cross_entropy(logits, optax.smooth_labels(one_hot, smoothing))
         w = commit["weights"]
-        loss = jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1e-8)
+        loss = jnp.mean(jnp.sum(ce * w, axis=-1) / (jnp.sum(w, axis=-1) + 1e-8))
         # The masked-token loss (plain cross-entropy at [MASK] inputs), comparable to log(K).
         at_mask = commit["masked"] & ~batch["cond_mask"]
         plain = optax.softmax_cross_entropy_with_integer_labels(logits, commit["targets"])
