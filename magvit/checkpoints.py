@@ -114,6 +114,44 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
+def _leaves(value, prefix: str) -> dict:
+    if isinstance(value, dict):
+        out = {}
+        for key in sorted(value):
+            out.update(_leaves(value[key], f"{prefix}.{key}"))
+        return out
+    return {prefix: list(value) if isinstance(value, (list, tuple)) else value}
+
+
+def _section(config: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return None
+        config = config[part]
+    return config
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: str, keys: tuple[str, ...]) -> None:
+    """Before a run resumes in `workdir`: raises ValueError naming every `--config.<key>` (or
+    leaf under it) whose value differs from the work directory's config.json, since its
+    checkpoints were made with that config. Nothing to check in a fresh work directory."""
+    if not tf.io.gfile.exists(os.path.join(workdir, CONFIG_FILE)) or not tf.io.gfile.exists(
+            checkpoint_dir(workdir)):
+        return
+    saved, current = load_config(workdir).to_dict(), config.to_dict()
+    changed = []
+    for key in keys:
+        before, after = _leaves(_section(saved, key), key), _leaves(_section(current, key), key)
+        for name in sorted(set(before) | set(after)):
+            if before.get(name) != after.get(name):
+                changed.append(f"--config.{name} was {before.get(name)!r}, now {after.get(name)!r}")
+    if changed:
+        raise ValueError(
+            f"--workdir={workdir} holds checkpoints of another model config, so it cannot resume: "
+            + "; ".join(changed) + f". Resume with the config in {os.path.join(workdir, CONFIG_FILE)}"
+            " or give a new --workdir (the work directory is left unchanged).")
+
+
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
 

@@ -398,10 +398,26 @@ def clear_outputs(dataset_dir: str, splits: list[str]) -> None:
                 tf.io.gfile.remove(path)
 
 
+def check_clips_written(stats: dict, splits: list[str]) -> None:
+    """Raises ValueError naming each of `splits` that got no clip, with its failure counts."""
+    empty = []
+    for split in splits:
+        s = stats["splits"][split]
+        if s["clips_written"] == 0:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(
+                s["failures_by_reason"].items())) or "no failures"
+            empty.append(f"split {split!r}: {s['files_listed']} video file(s) listed, 0 clips "
+                         f"written ({reasons}; dead letters in {s['failures_file']})")
+    if empty:
+        raise ValueError(f"{stats['dataset']} under --config.dataset.root="
+                         f"{stats['config']['root']}: " + "; ".join(empty))
+
+
 def run_prepare(dataset_config: ml_collections.ConfigDict, out_dir: str,
                 beam_args: list[str] | None = None) -> dict:
     """Prepares the dataset of `dataset_config` under `<out_dir>/<name>/`; returns stats.json's
-    content plus `elapsed_s`. `beam_args` are Beam pipeline flags (--runner, ...)."""
+    content plus `elapsed_s`. `beam_args` are Beam pipeline flags (--runner, ...). A split that
+    gets no clip raises ValueError with its failure counts (after its outputs are written)."""
     if not common.is_remote(out_dir):
         out_dir = os.path.abspath(out_dir)
     config = resolve_config(dataset_config, out_dir)
@@ -414,6 +430,8 @@ def run_prepare(dataset_config: ml_collections.ConfigDict, out_dir: str,
     remove_work_dir(dataset_dir)   # empty folders now, and the parts of abandoned attempts
     stats = json.loads(common.read_text(os.path.join(dataset_dir, "stats.json")))
     stats["elapsed_s"] = round(time.time() - started, 3)
+    logging.info("%s", summary(stats))
+    check_clips_written(stats, common.split_names(config))   # training would wait forever
     return stats
 
 

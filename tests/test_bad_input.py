@@ -64,3 +64,72 @@ def test_6_damaged_checkpoints_fall_back_to_the_newest_intact_step(tmp_path, cap
         checkpoints.Checkpointer(workdir).restore(template)
     for s in (4, 3, 2, 1):
         assert step_dir(s) in str(error.value)
+
+
+# ------------------------------------------------------------------------------ training helpers
+def _tiny_tokenizer_config(steps: int = 2):
+    from magvit.configs import get_config
+    config = get_config("tiny")
+    training = config.tokenizer.training
+    training.batch_size, training.num_train_steps = 2, steps
+    training.checkpoint_every_steps = training.log_every_steps = steps
+    return config
+
+
+def _write_clips(path: str, count: int, shape=(8, 32, 32)) -> str:
+    import tensorflow as tf
+    from tfrecords_schemas.clip import Clip, build_clip
+    rng = np.random.RandomState(0)
+    with tf.io.TFRecordWriter(path) as writer:
+        for i in range(count):
+            frames = rng.randint(0, 256, (*shape, 3), dtype=np.uint8)
+            writer.write(build_clip(Clip(frames, 8.0, 0, "a", f"v{i}", 0, "demo"))
+                         .SerializeToString())
+    return path
+
+
+# ------------------------------------------------------------------------ 2. empty training data
+@pytest.mark.timeout(240, method="thread")
+def test_2_empty_training_data_is_refused_instead_of_hanging(tmp_path):
+    from magvit import train_tokenizer
+    from pipelines import prepare
+    from tests.test_datasets import dataset_config
+    # The data stage on an empty folder fails, naming the split and its (zero) counts.
+    (tmp_path / "videos").mkdir()
+    config = dataset_config("folder", str(tmp_path / "videos"), split="all")
+    with pytest.raises(ValueError, match=r"split 'all': 0 video file\(s\) listed, 0 clips written "
+                                         r"\(no failures"):
+        prepare.run_prepare(config, str(tmp_path / "out"))
+    # Training on a file with no record stops at once, naming the flag and the file.
+    empty = _write_clips(str(tmp_path / "clips-00000-of-00001.tfrecord"), 0)
+    with pytest.raises(ValueError, match=r"--data=.*hold no record \(.*clips-00000-of-00001"):
+        train_tokenizer.train(_tiny_tokenizer_config(), empty, str(tmp_path / "run"))
+
+
+# ------------------------------------------------------------------------ 4. refused resume
+def test_4_a_refused_resume_leaves_the_work_dir_usable(tmp_path):
+    from magvit import train_tokenizer
+    from magvit.tokenizer.api import Tokenizer
+    clips = _write_clips(str(tmp_path / "clips.tfrecord"), 4)
+    workdir = str(tmp_path / "run")
+    config = _tiny_tokenizer_config()
+    train_tokenizer.train(config, clips, workdir)
+    with open(os.path.join(workdir, checkpoints.CONFIG_FILE)) as f:
+        saved = f.read()
+    trained_id = Tokenizer.load(workdir).checkpoint_id
+
+    changed = _tiny_tokenizer_config(steps=4)
+    changed.tokenizer.model.filters = config.tokenizer.model.filters * 2
+    with pytest.raises(ValueError, match=r"--workdir=.* cannot resume: --config\.tokenizer\.model"
+                                         r"\.filters was \d+, now \d+"):
+        train_tokenizer.train(changed, clips, workdir)
+    with open(os.path.join(workdir, checkpoints.CONFIG_FILE)) as f:
+        assert f.read() == saved
+    assert Tokenizer.load(workdir).checkpoint_id == trained_id
+
+    # A non-positive step count is refused before anything is written.
+    config.tokenizer.training.num_train_steps = -3
+    with pytest.raises(ValueError, match=r"--config\.tokenizer\.training\.num_train_steps=-3: "
+                                         "must be at least 1"):
+        train_tokenizer.train(config, clips, str(tmp_path / "negative"))
+    assert not os.path.exists(tmp_path / "negative")

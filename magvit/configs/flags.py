@@ -64,3 +64,9 @@ def parse_config(argv: list[str], name: str = "config"):
     flag_values[name]._sys_argv = argv  # pylint: disable=protected-access
     flag_values(argv)
     return flag_values[name].value
+
+
+def check_steps(value, flag: str) -> None:
+    """A step count must be a positive integer (a run of 0 or fewer steps makes no model)."""
+    if int(value) < 1:
+        raise ValueError(f"--config.{flag}={value}: must be at least 1")
