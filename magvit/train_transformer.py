@@ -143,7 +143,8 @@ def train_with_tokenizer(config, tokens_pattern: str, tokenizer, workdir: str, *
     data = token_iterator(tokens_pattern, setup.grid_shape, training.batch_size,
                           conditions=info["conditions"], seed=config.seed,
                           shuffle_buffer=training.shuffle_buffer,
-                          position=meta.get("data_position"))
+                          position=meta.get("data_position"),
+                          tokenizer_id=tokenizer.checkpoint_id)
     builder = conditions.ConditionTokens(tokenizer, training.condition_cache_size,
                                          chunk=training.batch_size)
     train_step = make_train_step(setup.model, setup.optimizer, tc, setup.vocab.codebook_size,

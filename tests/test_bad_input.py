@@ -133,3 +133,67 @@ def test_4_a_refused_resume_leaves_the_work_dir_usable(tmp_path):
                                          "must be at least 1"):
         train_tokenizer.train(config, clips, str(tmp_path / "negative"))
     assert not os.path.exists(tmp_path / "negative")
+
+
+# ------------------------------------------------------------------ 3. tokens of two tokenizers
+def _token_files(out_dir: str) -> list[str]:
+    import glob
+    return sorted(glob.glob(os.path.join(out_dir, "train", "tokens-*")))
+
+
+def test_3_tokens_of_two_tokenizers_never_mix(tmp_path):
+    import tensorflow as tf
+    from magvit import token_data, train_transformer
+    from magvit.configs import get_config
+    from magvit.tokenizer.api import Tokenizer, save_random_tokenizer
+    from pipelines import pretokenize
+    config = get_config("tiny")
+    config.transformer.tasks = ("class_conditional",)
+    config.transformer.training.num_train_steps = 1
+    config.transformer.training.batch_size = 2
+    clips = _write_clips(str(tmp_path / "clips.tfrecord"), 6, tuple(config.tokenizer.clip_shape))
+    dirs = {name: save_random_tokenizer(str(tmp_path / f"tokenizer_{name}"), config, seed=seed)
+            for name, seed in (("a", 0), ("b", 1))}
+    out = {name: str(tmp_path / f"tokens_{name}") for name in dirs}
+    for name in dirs:
+        pretokenize.run_pretokenize({"train": clips}, dirs[name], out[name], batch_size=2,
+                                    num_shards=1, beam_args=["--runner=DirectRunner"])
+    a, b = Tokenizer.load(dirs["a"]), Tokenizer.load(dirs["b"])
+    assert a.checkpoint_id != b.checkpoint_id
+
+    # A glob over both outputs is refused, naming a file of each.
+    mixed = ",".join(os.path.join(out[name], "train", "tokens-*") for name in out)
+    with pytest.raises(ValueError, match=rf"mixes token files .*{out['a']}.*tokenizer_id="
+                                         rf"{a.checkpoint_id}.*{out['b']}.*{b.checkpoint_id}"):
+        token_data.describe(mixed, ())
+    # A file of B's slipped into A's folder disagrees with the stats.json there.
+    stray = os.path.join(out["a"], "train", "tokens-stray.tfrecord")
+    tf.io.gfile.copy(_token_files(out["b"])[0], stray)
+    with pytest.raises(ValueError, match=r"tokens-stray.tfrecord holds tokens of tokenizer "
+                                         rf"{b.checkpoint_id} but the stats.json beside it says"):
+        token_data.describe(os.path.join(out["a"], "train", "tokens-*"), ())
+    # Records are also checked one by one while training reads them.
+    records = token_data.token_iterator(stray, b.grid_shape, 2, train=False,
+                                        tokenizer_id=a.checkpoint_id)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="another tokenizer"):
+        next(records)
+    os.remove(stray)
+
+    # Re-running into the same folder with another shard count replaces the old shards.
+    stats = pretokenize.run_pretokenize({"train": clips}, dirs["a"], out["a"], batch_size=2,
+                                        num_shards=3, beam_args=["--runner=DirectRunner"])
+    files = _token_files(out["a"])
+    assert [os.path.basename(f) for f in files] == [
+        f"tokens-0000{i}-of-00003.tfrecord" for i in range(3)]
+    assert sum(1 for f in files for _ in tf.data.TFRecordDataset(f)) == stats["train"]["clips"]
+    assert not [n for n in os.listdir(out["a"]) if n.startswith("_staging")]
+
+    # A transformer trained on A's tokens does not resume with tokenizer B.
+    workdir = str(tmp_path / "transformer")
+    pattern = {name: os.path.join(out[name], "train", "tokens-*") for name in out}
+    train_transformer.train_with_tokenizer(config, pattern["a"], a, workdir)
+    config.transformer.training.num_train_steps = 2
+    with pytest.raises(ValueError, match=rf"trained on tokens of tokenizer {a.checkpoint_id}, "
+                                         rf"but --tokenizer is {b.checkpoint_id}"):
+        train_transformer.train_with_tokenizer(config, pattern["b"], b, workdir)
+    assert checkpoints.Checkpointer(workdir).all_steps() == [1]
