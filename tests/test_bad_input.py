@@ -197,3 +197,58 @@ def test_3_tokens_of_two_tokenizers_never_mix(tmp_path):
                                          rf"but --tokenizer is {b.checkpoint_id}"):
         train_transformer.train_with_tokenizer(config, pattern["b"], b, workdir)
     assert checkpoints.Checkpointer(workdir).all_steps() == [1]
+
+
+# ------------------------------------------------------------------------- 1. links and FIFOs
+def _prepare_folder(root: str, out: str, **overrides):
+    from pipelines import prepare
+    from tests.test_datasets import dataset_config
+    from tests.test_prepare import failures, records
+    config = dataset_config("folder", root, split="all", num_frames=4, resolution=16, **overrides)
+    stats = prepare.run_prepare(config, out)
+    split = stats["splits"]["all"]
+    return split, records(split["clips_pattern"], (4, 16, 16)), failures(
+        os.path.join(out, "folder"), "all")
+
+
+@pytest.mark.timeout(240, method="thread")
+def test_1_link_loops_are_not_followed_and_links_and_fifos_are_dead_letters(tmp_path):
+    from tests.test_datasets import frames_of, write_any
+    root = tmp_path / "videos"
+    for i, label in enumerate(("a", "b")):
+        write_any(str(root / label / f"{label}{i}.mp4"), frames_of(i, 8))
+    os.symlink("..", root / "b" / "up")                      # a folder loop
+    os.symlink(str(root / "a"), root / "b" / "also_a")       # a link into the root itself
+    outside = tmp_path / "elsewhere"
+    write_any(str(outside / "far.mp4"), frames_of(7, 8))
+    os.symlink(str(outside), root / "a" / "linked")          # a link out of the root: followed
+    os.symlink("self.mp4", root / "b" / "self.mp4")          # a file link to itself
+    os.mkfifo(root / "b" / "pipe.mp4")                       # would block a reader forever
+
+    split, clips, dead = _prepare_folder(str(root), str(tmp_path / "out"))
+    assert split["files_listed"] == 5
+    assert sorted({(r["video_id"].decode(), r["label_name"].decode()) for r in clips}) == [
+        ("a/a0", "a"), ("a/linked/far", "a"), ("b/b1", "b")]
+    assert len(clips) == 3 * 2
+    assert sorted((os.path.basename(f["path"]), f["reason"]) for f in dead) == [
+        ("pipe.mp4", "not_a_file"), ("self.mp4", "broken_link")]
+    assert all("unexpected" not in f["reason"] for f in dead)
+
+
+# ------------------------------------------------------------------------- 5. duplicate ids
+def test_5_videos_differing_only_by_extension_get_distinct_ids(tmp_path):
+    from pipelines.datasets import folder
+    from tests.test_datasets import frames_of, write_any
+    root = tmp_path / "videos"
+    write_any(str(root / "c" / "x.mp4"), frames_of(0, 8))
+    write_any(str(root / "c" / "x.mkv"), frames_of(1, 8))
+    write_any(str(root / "c" / "y.mp4"), frames_of(2, 8))
+    split, clips, dead = _prepare_folder(str(root), str(tmp_path / "out"))
+    assert not dead
+    ids = sorted({r["video_id"].decode() for r in clips})
+    assert ids == ["c/x.mkv", "c/x.mp4", "c/y"]
+    clip_ids = [(r["video_id"], int(r["clip_start"])) for r in clips]
+    assert len(clip_ids) == len(set(clip_ids)) == 6
+    # ids stay unique even when a stem equals another file's name
+    assert folder.video_ids(["c/x.mp4", "c/x.mkv", "c/x.mp4.avi", "c/z.avi"]) == {
+        "c/x.mp4": "c/x.mp4", "c/x.mkv": "c/x.mkv", "c/x.mp4.avi": "c/x.mp4.avi", "c/z.avi": "c/z"}
