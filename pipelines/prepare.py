@@ -459,7 +459,10 @@ def main(argv: list[str]) -> dict:
                                        flag_values=flag_values, lock_config=True)
     argv = config_flags.normalize_argv(list(argv))
     flag_values["config"]._sys_argv = argv  # pylint: disable=protected-access  (as parse_config)
-    beam_args = flag_values(argv, known_only=True)[1:]
+    try:
+        beam_args = flag_values(argv, known_only=True)[1:]
+    except (KeyError, AttributeError) as e:   # an override of a field the config lacks
+        raise config_flags.ConfigFieldError(config_flags.unknown_field_message(e, argv)) from None
     if not flag_values.out_dir:
         raise SystemExit("pipelines.prepare: --out_dir is required")
     stats = run_prepare(flag_values.config.dataset, flag_values.out_dir, beam_args)

@@ -30,7 +30,7 @@ from components import (config_param, evaluator, pretokenizer, summary, tokenize
 from magvit.configs import NAMES
 from magvit.configs.dataset import DATASET_NAMES, dataset_config
 from magvit.configs.evaluation import check_counts, real_split
-from magvit.configs.flags import config_path, normalize_argv
+from magvit.configs.flags import config_path, normalize_argv, unknown_field_message
 from magvit.metrics import i3d
 from pipelines.datasets.common import split_names
 
@@ -125,9 +125,7 @@ def parse_args(argv: list[str]) -> RunArgs:
         positional = fv(argv)[1:]
         config = ml_collections.ConfigDict(fv.config.to_dict())  # an unlocked copy
     except (KeyError, AttributeError) as e:  # ml_collections: a field the config lacks
-        overrides = [a for a in ours if a.startswith("--config.")]
-        raise UsageError(f"the config has no field {str(e).strip(chr(34))} "
-                         f"(overrides: {' '.join(overrides)})") from e
+        raise UsageError(unknown_field_message(e, ours)) from e
     except (flags.Error, OSError, ValueError, TypeError) as e:
         raise UsageError(str(e).strip()) from e
     if positional:
@@ -156,12 +154,15 @@ def _check_config_file(argv: list[str]) -> None:
 def _with_dataset(config, dataset: str | None, data_root: str | None, argv: list[str]):
     """Applies --dataset and --data_root to the config; checks the data root exists."""
     if dataset and dataset != config.dataset.name:
-        if any(a.lstrip("-").startswith("config.dataset.") for a in argv):
-            raise UsageError(f"--dataset={dataset} replaces the dataset section of --config "
-                             f"(a {config.dataset.name} config); put dataset settings in "
-                             "--data_root or use the config's own dataset with --config.dataset.*")
         section = dataset_config(dataset, num_frames=config.dataset.num_frames)
         section.resolution = config.dataset.resolution
+        # --config.dataset.<key> overrides apply to the new section too (already type-checked)
+        for arg in argv:
+            if arg.startswith("--config.dataset."):
+                key = arg.split("=", 1)[0][len("--config.dataset."):]
+                if key == "name":
+                    raise UsageError(f"{arg}: give the dataset with --dataset alone")
+                section[key] = config.dataset[key]
         config.dataset = section
     if data_root:
         if "://" not in data_root and not os.path.isdir(data_root):
@@ -170,7 +171,24 @@ def _with_dataset(config, dataset: str | None, data_root: str | None, argv: list
     elif config.dataset.name != "demo" and not config.dataset.root:
         raise UsageError(f"--data_root is required for dataset {config.dataset.name!r}: the "
                          "folder holding its videos in their native layout")
+    _check_dataset(config.dataset)
     return config
+
+
+def _check_dataset(dataset) -> None:
+    """Before any stage runs: the split names are folder names and the data stage writes the
+    split the trainers read."""
+    try:
+        splits = split_names(dataset)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if tokenizer_trainer.TRAIN_SPLIT not in splits:
+        raise UsageError(
+            f"dataset {dataset.name!r} writes split(s) {', '.join(map(repr, splits))}, but the "
+            f"trainers read split {tokenizer_trainer.TRAIN_SPLIT!r}: pass --config.dataset.split="
+            f"{tokenizer_trainer.TRAIN_SPLIT},{tokenizer_trainer.EVAL_SPLIT} (for a folder: the "
+            f"sub-folders <root>/{tokenizer_trainer.TRAIN_SPLIT}, <root>/"
+            f"{tokenizer_trainer.EVAL_SPLIT})")
 
 
 def _check_eval(config, check_paths: bool) -> None:

@@ -127,12 +127,6 @@ def test_4_a_refused_resume_leaves_the_work_dir_usable(tmp_path):
         assert f.read() == saved
     assert Tokenizer.load(workdir).checkpoint_id == trained_id
 
-    # A non-positive step count is refused before anything is written.
-    config.tokenizer.training.num_train_steps = -3
-    with pytest.raises(ValueError, match=r"--config\.tokenizer\.training\.num_train_steps=-3: "
-                                         "must be at least 1"):
-        train_tokenizer.train(config, clips, str(tmp_path / "negative"))
-    assert not os.path.exists(tmp_path / "negative")
 
 
 # ------------------------------------------------------------------ 3. tokens of two tokenizers
@@ -252,3 +246,62 @@ def test_5_videos_differing_only_by_extension_get_distinct_ids(tmp_path):
     # ids stay unique even when a stem equals another file's name
     assert folder.video_ids(["c/x.mp4", "c/x.mkv", "c/x.mp4.avi", "c/z.avi"]) == {
         "c/x.mp4": "c/x.mp4", "c/x.mkv": "c/x.mkv", "c/x.mp4.avi": "c/x.mp4.avi", "c/z.avi": "c/z"}
+
+
+# ------------------------------------------------------------------ 7. validation comes first
+def test_7_bad_flags_are_refused_before_any_work_naming_the_flag(tmp_path):
+    import subprocess
+    import sys
+    from magvit import train_tokenizer
+    from magvit.configs import flags as config_flags
+    from pipelines import prepare, run
+    from tests.test_datasets import dataset_config
+    # A non-positive step count: refused before anything is written.
+    config = _tiny_tokenizer_config()
+    config.tokenizer.training.num_train_steps = -3
+    with pytest.raises(ValueError, match=r"--config\.tokenizer\.training\.num_train_steps=-3: "
+                                         "must be at least 1"):
+        train_tokenizer.train(config, "unused-*", str(tmp_path / "negative"))
+    assert not os.path.exists(tmp_path / "negative")
+
+    # A config-key typo: one line naming the override and the suggestion, in every entry point.
+    typo = "--config.tokenizer.trainng.batch_size=2"
+    message = ("--config.tokenizer.trainng.batch_size: the config has no field 'trainng'; "
+               "did you mean 'training'?")
+    with pytest.raises(config_flags.ConfigFieldError) as error:
+        config_flags.parse_config([typo])
+    assert str(error.value) == message
+    with pytest.raises(run.UsageError) as error:
+        run.parse_args([typo, f"--pipeline_root={tmp_path}"])
+    assert str(error.value) == message
+    with pytest.raises(config_flags.ConfigFieldError, match="--config.dataset.nme: the config "
+                                                            "has no field 'nme'"):
+        prepare.main(["prepare", "--config.dataset.nme=x", f"--out_dir={tmp_path}"])
+    cli = subprocess.run([sys.executable, "-m", "magvit.train_tokenizer", typo, "--data=x",
+                          f"--workdir={tmp_path / 'typo'}"], capture_output=True, text=True,
+                         timeout=120)
+    assert cli.returncode != 0 and "Traceback" not in cli.stderr
+    assert cli.stderr.strip().splitlines()[-1] == f"error: {message}"
+
+    # --dataset=folder: the missing `train` split is refused before any stage runs, and the
+    # --config.dataset.split that fixes it is accepted beside --dataset.
+    base = ["--dataset=folder", f"--data_root={tmp_path}", f"--pipeline_root={tmp_path / 'p'}",
+            "--config.eval.allow_random_i3d=true"]
+    with pytest.raises(run.UsageError, match=r"writes split\(s\) 'all', but the trainers read "
+                                             r"split 'train': pass --config.dataset.split="
+                                             r"train,test"):
+        run.parse_args(base)
+    assert run.parse_args(base + ["--config.dataset.split=train,test"]).config.dataset.split == \
+        "train,test"
+
+    # A split name that is a path would write (and clear) files outside --out_dir: refused.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "clips-00000-of-00001.tfrecord").write_bytes(b"precious")
+    config = dataset_config("folder", str(tmp_path), split=str(outside))
+    with pytest.raises(ValueError, match=r"--config.dataset.split: '/.*outside' is not a split "
+                                         r"name"):
+        prepare.run_prepare(config, str(tmp_path / "out"))
+    assert (outside / "clips-00000-of-00001.tfrecord").read_bytes() == b"precious"
+    with pytest.raises(run.UsageError, match="is not a split name"):
+        run.parse_args(base + ["--config.dataset.split=train,../../x"])

@@ -12,6 +12,7 @@ Files are found and read through tf.io.gfile, so a root on GCS works as well as 
 import dataclasses
 import json
 import os
+import re
 from typing import Callable, Iterator
 
 import numpy as np
@@ -72,6 +73,11 @@ def split_names(config) -> list[str]:
     names = [s.strip() for s in config.split.split(",") if s.strip()]
     if not names:
         raise ValueError(f"dataset.split is empty ({config.split!r}); name at least one split")
+    for name in names:   # a split name becomes a folder under --out_dir: never a path
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or ".." in name:
+            raise ValueError(f"--config.dataset.split: {name!r} is not a split name (letters, "
+                             "digits, '_', '-', '.'; no '/' or '..': it names a folder under "
+                             "--out_dir)")
     return list(dict.fromkeys(names))
 
 
