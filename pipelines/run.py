@@ -12,6 +12,7 @@ Beam pipeline options (`--runner`, `--direct_num_workers`, `--project`, `--regio
 an error. Every hyper-parameter comes from `--config` (`--config.key=value` overrides one field).
 """
 import dataclasses
+import datetime
 import os
 import sys
 
@@ -25,8 +26,8 @@ from ml_collections import config_flags as mlc_config_flags
 from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 
-from components import (config_param, evaluator, pretokenizer, summary, tokenizer_trainer,
-                        transformer_trainer, video_example_gen)
+from components import (config_param, evaluator, pretokenizer, run_guard, summary,
+                        tokenizer_trainer, transformer_trainer, video_example_gen)
 from magvit.configs import NAMES
 from magvit.configs.dataset import DATASET_NAMES, dataset_config
 from magvit.configs.evaluation import check_counts, real_split
@@ -239,14 +240,29 @@ def create_pipeline(config: ml_collections.ConfigDict, pipeline_root: str,
                                     if metadata_path else None))
 
 
-def run_local(args: RunArgs) -> str:
-    """Runs the pipeline with LocalDagRunner; returns the MLMD store's path."""
+def new_run_id() -> str:
+    """A run id unique on this machine (TFX's own is the start time alone)."""
+    return f"{datetime.datetime.now().isoformat()}-{os.getpid()}"
+
+
+def run_local(args: RunArgs, run_id: str | None = None) -> str:
+    """Runs the pipeline with LocalDagRunner as run `run_id`; returns the MLMD store's path.
+
+    One run per pipeline root at a time (`components.run_guard`): a concurrent run is refused
+    with RunInProgress; what a killed earlier run left RUNNING is marked failed first."""
     from tfx.orchestration.local import local_dag_runner
+    from tfx.dsl.compiler import constants as compiler_constants
+    from tfx.orchestration.portable import runtime_parameter_utils, tfx_runner
     os.makedirs(args.pipeline_root, exist_ok=True)
     metadata_path = os.path.join(args.pipeline_root, METADATA_FILE)
-    pipeline = create_pipeline(args.config, args.pipeline_root, args.beam_args,
-                               args.pipeline_name, metadata_path, args.enable_cache)
-    local_dag_runner.LocalDagRunner().run(pipeline)
+    with run_guard.hold_root(args.pipeline_root):
+        run_guard.recover_interrupted(metadata_path)
+        pipeline = create_pipeline(args.config, args.pipeline_root, args.beam_args,
+                                   args.pipeline_name, metadata_path, args.enable_cache)
+        ir = tfx_runner._make_pipeline_proto(pipeline)  # pylint: disable=protected-access
+        runtime_parameter_utils.substitute_runtime_parameter(
+            ir, {compiler_constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id or new_run_id()})
+        local_dag_runner.LocalDagRunner().run_with_ir(ir)
     return metadata_path
 
 
@@ -296,8 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[magvit] pipeline {args.pipeline_name}: config {args.config.name}, dataset "
           f"{args.config.dataset.name}, root {args.pipeline_root}, Beam {' '.join(args.beam_args) or '(defaults)'}",
           file=sys.stderr)
-    metadata_path = run_local(args)
-    print(summary.summarize(metadata_path, args.pipeline_name))
+    run_id = new_run_id()
+    try:
+        metadata_path = run_local(args, run_id)
+    except run_guard.RunInProgress as e:
+        print(f"pipelines.run: error: {e}", file=sys.stderr)
+        return 2
+    print(summary.summarize(metadata_path, args.pipeline_name, run_id))
     return 0
 
 

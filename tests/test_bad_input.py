@@ -305,3 +305,97 @@ def test_7_bad_flags_are_refused_before_any_work_naming_the_flag(tmp_path):
     assert (outside / "clips-00000-of-00001.tfrecord").read_bytes() == b"precious"
     with pytest.raises(run.UsageError, match="is not a split name"):
         run.parse_args(base + ["--config.dataset.split=train,../../x"])
+
+
+# ------------------------------------------------------------ 8. interrupted and concurrent runs
+def _store(path: str):
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    return mlmd.MetadataStore(config)
+
+
+def _record_run(store, pipeline_name: str, run_id: str, stages: dict, root: str) -> dict:
+    """What TFX records for one run: {stage: (execution state, output folder)} -> artifact ids."""
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    types = {name: store.put_context_type(pb.ContextType(name=name))
+             for name in ("pipeline", "pipeline_run", "node")}
+    execution_type = store.put_execution_type(pb.ExecutionType(name="Stage"))
+    artifact_type = store.put_artifact_type(pb.ArtifactType(name="Model"))
+    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    pipeline_id = pipeline.id if pipeline else store.put_contexts(
+        [pb.Context(type_id=types["pipeline"], name=pipeline_name)])[0]
+    [run] = store.put_contexts([pb.Context(type_id=types["pipeline_run"], name=run_id)])
+    store.put_parent_contexts([pb.ParentContext(child_id=run, parent_id=pipeline_id)])
+    artifacts = {}
+    for stage, (state, uri) in stages.items():
+        node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{stage}")
+        node_id = node.id if node else store.put_contexts(
+            [pb.Context(type_id=types["node"], name=f"{pipeline_name}.{stage}")])[0]
+        os.makedirs(uri, exist_ok=True)
+        with open(os.path.join(uri, "partial.bin"), "wb") as f:
+            f.write(b"half written")
+        done = state == pb.Execution.COMPLETE
+        artifact = pb.Artifact(type_id=artifact_type, uri=uri,
+                               state=pb.Artifact.LIVE if done else pb.Artifact.PENDING)
+        execution = pb.Execution(type_id=execution_type, last_known_state=state)
+        event = pb.Event(type=pb.Event.OUTPUT if done else pb.Event.PENDING_OUTPUT)
+        event.path.steps.add().key = "model"
+        ids = store.put_lineage_subgraph([execution], [artifact],
+                                         store.get_contexts_by_id([run, node_id]), [(0, 0, event)])
+        artifacts[stage] = ids[1][0]
+    return artifacts
+
+
+def test_8_a_killed_run_is_marked_failed_and_runs_do_not_share_a_root(tmp_path):
+    import subprocess
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    from components import run_guard, summary
+    root = str(tmp_path / "root")
+    os.makedirs(root)
+    metadata_path = os.path.join(root, "metadata.sqlite")
+    store = _store(metadata_path)
+    # run 1 finished; run 2 was killed inside its second stage.
+    _record_run(store, "p", "run-1", {"data": (pb.Execution.COMPLETE, f"{root}/data/1"),
+                                      "train": (pb.Execution.COMPLETE, f"{root}/train/2")}, root)
+    _record_run(store, "p", "run-2", {"data": (pb.Execution.COMPLETE, f"{root}/data/3"),
+                                      "train": (pb.Execution.RUNNING, f"{root}/train/4")}, root)
+    assert [r.state for r in summary.last_run(summary.open_store(metadata_path), "p")] == [
+        "ran", "running"]
+
+    # The next run on the root: the killed execution is FAILED (saying why), its folder gone.
+    recovered = run_guard.recover_interrupted(metadata_path)
+    assert len(recovered) == 1 and f"removed {root}/train/4" in recovered[0]
+    assert not os.path.exists(f"{root}/train/4")
+    assert os.path.exists(f"{root}/train/2") and os.path.exists(f"{root}/data/3")
+    records = summary.last_run(summary.open_store(metadata_path), "p")
+    assert [r.state for r in records] == ["ran", "FAILED"]
+    failed = [e for e in _store(metadata_path).get_executions()
+              if e.last_known_state == pb.Execution.FAILED]
+    assert "interrupted" in failed[0].custom_properties["failure"].string_value
+    assert run_guard.recover_interrupted(metadata_path) == []
+
+    # One summary reports one run: a given run id, not whichever run is newest.
+    assert [r.state for r in summary.last_run(summary.open_store(metadata_path), "p",
+                                              run_id="run-1")] == ["ran", "ran"]
+    assert "p run run-1: 2 stage(s), 2 ran" in summary.summarize(metadata_path, "p", "run-1")
+    with pytest.raises(ValueError, match="no run 'run-3' of pipeline 'p'"):
+        summary.last_run(summary.open_store(metadata_path), "p", run_id="run-3")
+
+    # Two runs on one root: the second is refused while the first holds it...
+    with run_guard.hold_root(root):
+        with pytest.raises(run_guard.RunInProgress, match=rf"--pipeline_root={root} is in use by "
+                                                          rf"another run \(pid {os.getpid()}"):
+            with run_guard.hold_root(root):
+                pass
+    assert not os.path.exists(os.path.join(root, run_guard.LOCK_FILE))
+    # ...and the lock of a killed run (its process is gone) is taken over.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with open(os.path.join(root, run_guard.LOCK_FILE), "w") as f:
+        json.dump({"pid": gone.pid, "host": __import__("socket").gethostname()}, f)
+    with run_guard.hold_root(root):
+        with open(os.path.join(root, run_guard.LOCK_FILE)) as f:
+            assert json.load(f)["pid"] == os.getpid()
