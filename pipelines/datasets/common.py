@@ -60,12 +60,15 @@ class Failure:
 class Source:
     """One decodable video. `frames()` streams (a generator of) RGB uint8 frames already scaled
     so that their shorter side is `dataset.resolution`; `count_frames()` counts them without
-    decoding; `declared_frames` is the count the container declares (0: unknown)."""
+    decoding; `declared_frames` is the count the container declares (0: unknown) and
+    `duration_frames` the count its declared duration implies (0: unknown), for containers such as
+    Matroska that state a duration but no frame count."""
     video: Video
     fps: float
     frames: Callable[[], Iterator[np.ndarray]]
     count_frames: Callable[[], int]
     declared_frames: int = 0
+    duration_frames: int = 0
 
 
 def split_names(config) -> list[str]:
@@ -200,4 +203,5 @@ def read_file(video: Video, config) -> Iterator[Source]:
         video=video, fps=opened.fps or config.fps_when_unknown,
         frames=lambda: opened.frames(config.resolution, config.resize_filter),
         count_frames=lambda: video_io.count_frames(_open(video.path)),
-        declared_frames=opened.declared_frames)
+        declared_frames=opened.declared_frames,
+        duration_frames=int(round(opened.declared_seconds * opened.fps)) if opened.fps else 0)
