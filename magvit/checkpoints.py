@@ -187,6 +187,15 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
+    def read_meta(self, step: int) -> dict | None:
+        """The JSON meta of `step` read straight from its file (no restore); None if unreadable."""
+        path = os.path.join(self.step_dir(step), "meta", "metadata")
+        try:
+            with tf.io.gfile.GFile(path) as f:
+                return json.load(f)
+        except (tf.errors.OpError, ValueError):
+            return None
+
     def save(self, step: int, state, meta: dict | None = None, force: bool = False) -> bool:
         """Saves if `step` is a multiple of `save_every_steps` (or `force`); returns whether it
         saved. Saving is asynchronous after the arrays are copied to the host; see `wait`."""

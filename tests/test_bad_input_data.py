@@ -164,6 +164,27 @@ def test_7_bad_flags_are_refused_before_any_work_naming_the_flag(tmp_path):
     with pytest.raises(run.UsageError, match="is not a split name"):
         run.parse_args(base + ["--config.dataset.split=train,../../x"])
 
+    # A Matroska file cut at a frame boundary (it declares a duration, not a frame count): its
+    # clips are kept and it is a `truncated` dead letter instead of silently losing its tail.
+    import av
+    from tests.test_datasets import frames_of, write_any
+    videos = tmp_path / "mkv"
+    whole = write_any(str(videos / "c" / "whole.mkv"), frames_of(0, 40))
+    with av.open(whole) as container:
+        starts = [p.pos for p in container.demux(container.streams.video[0]) if p.size]
+    with open(whole, "rb") as f:
+        head = f.read(starts[20])
+    with open(videos / "c" / "cut.mkv", "wb") as f:
+        f.write(head)
+    split, clips, dead = _prepare_folder(str(videos), str(tmp_path / "mkv_out"))
+    assert [(os.path.basename(f["path"]), f["reason"]) for f in dead] == [("cut.mkv", "truncated")]
+    assert "decoded 20 frames, 5 clips kept, but the container's duration (1.60 s at 25 fps) " \
+           "implies 40" in dead[0]["detail"]
+    kept = {}
+    for r in clips:
+        kept[r["video_id"].decode()] = kept.get(r["video_id"].decode(), 0) + 1
+    assert kept == {"c/cut": 5, "c/whole": 10}
+
     # Real and generated clips of different lengths: refused before any I3D work or Beam temp.
     from pipelines import evaluate
     from tests.test_evaluate import _config as eval_config, _frames, _write

@@ -77,6 +77,11 @@ def test_3_tokens_of_two_tokenizers_never_mix(tmp_path):
                                          rf"but --tokenizer is {b.checkpoint_id}"):
         train_transformer.train_with_tokenizer(config, pattern["b"], b, workdir)
     assert checkpoints.Checkpointer(workdir).all_steps() == [1]
+    # ... and sampling checks every checkpoint of the work directory, not only the one it loads.
+    from magvit.sample import Sampler
+    with pytest.raises(ValueError, match=rf"tokenizer {a.checkpoint_id} \(checkpoint step\(s\) "
+                                         rf"\[1\]\), but --tokenizer is {b.checkpoint_id}"):
+        Sampler(workdir, b)
 
 
 # ------------------------------------------------------------------------ 4. refused resume
@@ -245,24 +250,3 @@ def test_8_a_killed_run_is_marked_failed_and_runs_do_not_share_a_root(tmp_path):
     with run_guard.hold_root(root):
         with open(os.path.join(root, run_guard.LOCK_FILE)) as f:
             assert json.load(f)["pid"] == os.getpid()
-
-    # A Matroska file cut at a frame boundary (it declares a duration, not a frame count): its
-    # clips are kept and it is a `truncated` dead letter instead of silently losing its tail.
-    import av
-    from tests.test_datasets import frames_of, write_any
-    videos = tmp_path / "mkv"
-    whole = write_any(str(videos / "c" / "whole.mkv"), frames_of(0, 40))
-    with av.open(whole) as container:
-        starts = [p.pos for p in container.demux(container.streams.video[0]) if p.size]
-    with open(whole, "rb") as f:
-        head = f.read(starts[20])
-    with open(videos / "c" / "cut.mkv", "wb") as f:
-        f.write(head)
-    split, clips, dead = _prepare_folder(str(videos), str(tmp_path / "mkv_out"))
-    assert [(os.path.basename(f["path"]), f["reason"]) for f in dead] == [("cut.mkv", "truncated")]
-    assert "decoded 20 frames, 5 clips kept, but the container's duration (1.60 s at 25 fps) " \
-           "implies 40" in dead[0]["detail"]
-    kept = {}
-    for r in clips:
-        kept[r["video_id"].decode()] = kept.get(r["video_id"].decode(), 0) + 1
-    assert kept == {"c/cut": 5, "c/whole": 10}
