@@ -30,14 +30,19 @@ def open_store(metadata_path: str) -> mlmd.MetadataStore:
     return mlmd.MetadataStore(config)
 
 
-def last_run(store: mlmd.MetadataStore, pipeline_name: str) -> list[StageRecord]:
-    """The stages of the pipeline's latest run, in execution order."""
+def last_run(store: mlmd.MetadataStore, pipeline_name: str,
+             run_id: str | None = None) -> list[StageRecord]:
+    """The stages of run `run_id` of the pipeline (default: its latest run), in execution order."""
     pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline is None:
         raise ValueError(f"no pipeline {pipeline_name!r} in this MLMD store")
     runs = [c for c in store.get_children_contexts_by_context(pipeline.id)
             if c.type == "pipeline_run"] or store.get_contexts_by_type("pipeline_run")
-    run = max(runs, key=lambda c: c.create_time_since_epoch)
+    if run_id is not None:
+        runs = [c for c in runs if c.name == run_id]
+        if not runs:
+            raise ValueError(f"no run {run_id!r} of pipeline {pipeline_name!r} in this MLMD store")
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
     records = []
     for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
         node = next(c.name for c in store.get_contexts_by_execution(execution.id)
@@ -65,10 +70,10 @@ def last_run(store: mlmd.MetadataStore, pipeline_name: str) -> list[StageRecord]
     return records
 
 
-def summarize(metadata_path: str, pipeline_name: str) -> str:
-    """A one-screen text summary of the pipeline's latest run."""
-    records = last_run(open_store(metadata_path), pipeline_name)
-    lines = [f"== {pipeline_name}: {len(records)} stage(s), "
+def summarize(metadata_path: str, pipeline_name: str, run_id: str | None = None) -> str:
+    """A one-screen text summary of run `run_id` of the pipeline (default: its latest run)."""
+    records = last_run(open_store(metadata_path), pipeline_name, run_id)
+    lines = [f"== {pipeline_name}{f' run {run_id}' if run_id else ''}: {len(records)} stage(s), "
              f"{sum(r.state == 'ran' for r in records)} ran, "
              f"{sum(r.state == 'cached' for r in records)} from cache =="]
     for record in records:

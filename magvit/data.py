@@ -51,6 +51,21 @@ def list_files(pattern: str, flag: str = "data") -> list[str]:
     return files
 
 
+def check_has_records(files: list[str], pattern: str, flag: str = "data") -> None:
+    """Raises ValueError when none of `files` (this process's share) holds a record: an endless
+    training stream over empty epochs would otherwise wait forever. Reads one record at most per
+    file, stopping at the first file that has one."""
+    if jax.process_count() > 1:
+        files = files[jax.process_index()::jax.process_count()]
+    for path in files:
+        for _ in tf.data.TFRecordDataset(path).take(1):
+            return
+    raise ValueError(f"--{flag}={pattern!r}: the {len(files)} file(s) it matches hold no record "
+                     f"({', '.join(files[:3])}{', ...' if len(files) > 3 else ''}); nothing to "
+                     "train on (did the data stage write 0 clips? see its stats.json and "
+                     "failures file)")
+
+
 def clip_parser(clip_shape: tuple[int, int, int]) -> Callable[[tf.Tensor], dict]:
     """Parser of raw clip records: `frames` uint8 [T, H, W, 3] and `label` int32."""
     shape = tuple(int(s) for s in clip_shape)
@@ -89,6 +104,8 @@ def make_dataset(pattern: str, parse_fn: Callable, batch_size: int, *, seed: int
     if per_process * jax.process_count() != batch_size or per_process == 0:
         raise ValueError(f"batch size {batch_size} is not divisible by the {jax.process_count()} "
                          "JAX processes")
+    if train:
+        check_has_records(files, pattern, flag)
     last_epoch = np.iinfo(np.int64).max if train else 1
     epochs = tf.data.Dataset.range(position.epoch, last_epoch)
     ds = epochs.flat_map(lambda e: _epoch_records(files, e, seed, shuffle_buffer, train))

@@ -32,11 +32,16 @@ class Sampler:
         template = jax.eval_shape(lambda: self.setup.init_state(0))
         state, meta = ckpt.restore(template, default_sharding=train_utils.replicated(
             train_utils.make_mesh()))
-        ckpt.close()
-        trained_with = meta.get("tokenizer_id")
-        if trained_with and trained_with != tokenizer.checkpoint_id:
+        trained_with = {step: (ckpt.read_meta(step) or {}).get("tokenizer_id")
+                         for step in ckpt.all_steps()}
+        trained_with[int(state.step)] = meta.get("tokenizer_id")   # the step restored
+        other = {step: t for step, t in trained_with.items()
+                 if t and t != tokenizer.checkpoint_id}
+        if other:
             raise ValueError(f"--transformer={transformer_dir!r} was trained on tokens of tokenizer "
-                             f"{trained_with}, but --tokenizer is {tokenizer.checkpoint_id}")
+                             f"{sorted(set(other.values()))[0]} (checkpoint step(s) "
+                             f"{sorted(other)}), but --tokenizer is {tokenizer.checkpoint_id}")
+        ckpt.close()
         self.params = state.params
         self.step = int(state.step)
         self.tokenizer = tokenizer

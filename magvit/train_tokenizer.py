@@ -22,13 +22,15 @@ import numpy as np
 from absl import app, flags, logging
 
 from magvit import checkpoints, data, remote, train_utils
-from magvit.configs.flags import define_config_flag, normalize_argv
+from magvit.configs.flags import check_steps, define_config_flag, normalize_argv
 from magvit.metrics import reconstruction
 from magvit.tokenizer import inflation
 from magvit.tokenizer import train_step as train_step_lib
 from magvit.tokenizer.quantizers import codebook_size
 
 EVAL_METRICS_FILE = "eval_metrics.json"
+# What a resumed run must share with the checkpoints it restores (the state's shapes).
+RESUME_KEYS = ("tokenizer.model", "tokenizer.discriminator", "tokenizer.clip_shape")
 
 
 @functools.lru_cache(maxsize=4)
@@ -94,13 +96,15 @@ def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
         if models.perceptual_variables is not None
         else "off (tokenizer.loss.perceptual_weights is empty)"))
     train_utils.check_batch_size(training.batch_size, mesh, "tokenizer.training.batch_size")
-    checkpoints.save_config(config, workdir)
+    check_steps(training.num_train_steps, "tokenizer.training.num_train_steps")
+    checkpoints.check_resume(config, workdir, RESUME_KEYS)
     checkpointer = checkpoints.Checkpointer(workdir, training.max_checkpoints_to_keep,
                                             training.checkpoint_every_steps)
     state = _initial_state(models, config, mesh)
     meta = {}
     if checkpointer.latest_step() is not None:
         state, meta = checkpointer.restore(state)
+    checkpoints.save_config(config, workdir)   # only once the restore worked
     start = int(jax.device_get(state.step))
     total = int(training.num_train_steps)
     clips = data.ResumableIterator(train_pattern, data.clip_parser(tcfg.clip_shape),

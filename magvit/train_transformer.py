@@ -18,10 +18,15 @@ import jax
 import numpy as np
 
 from magvit import checkpoints, train_utils
+from magvit.configs.flags import check_steps
 from magvit.token_data import describe, token_iterator
 from magvit.transformer import conditions, decoding, tasks as task_lib
 from magvit.transformer.model import build_model
 from magvit.transformer.train_step import TrainState, init_state, make_optimizer, make_train_step
+
+
+# What a resumed run must share with the checkpoints it restores (the state's shapes).
+RESUME_KEYS = ("transformer.model", "transformer.tasks", "dataset.num_classes")
 
 
 class TransformerSetup:
@@ -145,13 +150,22 @@ def train_with_tokenizer(config, tokens_pattern: str, tokenizer, workdir: str, *
 
     mesh = train_utils.make_mesh()
     train_utils.check_batch_size(training.batch_size, mesh, "config.transformer.training.batch_size")
-    checkpoints.save_config(config, workdir)
+    check_steps(training.num_train_steps, "transformer.training.num_train_steps")
+    checkpoints.check_resume(config, workdir, RESUME_KEYS)
     ckpt = checkpoints.Checkpointer(workdir, training.max_checkpoints_to_keep,
                                     training.checkpoint_every_steps)
     state = setup.init_state(config.seed)
     meta = {}
     if ckpt.latest_step() is not None:
         state, meta = ckpt.restore(state, default_sharding=train_utils.replicated(mesh))
+        trained_with = meta.get("tokenizer_id")
+        if trained_with and trained_with != tokenizer.checkpoint_id:
+            ckpt.close()
+            raise ValueError(f"--workdir={workdir} holds a transformer trained on tokens of "
+                             f"tokenizer {trained_with}, but --tokenizer is "
+                             f"{tokenizer.checkpoint_id}: it cannot resume with another "
+                             "tokenizer; give a new --workdir")
+    checkpoints.save_config(config, workdir)   # only once the restore worked
     state = train_utils.replicate(state, mesh)
     step = int(state.step)
     total = int(training.num_train_steps)
@@ -160,7 +174,8 @@ def train_with_tokenizer(config, tokens_pattern: str, tokenizer, workdir: str, *
     data = token_iterator(tokens_pattern, setup.grid_shape, training.batch_size,
                           conditions=info["conditions"], seed=config.seed,
                           shuffle_buffer=training.shuffle_buffer,
-                          position=meta.get("data_position"))
+                          position=meta.get("data_position"),
+                          tokenizer_id=tokenizer.checkpoint_id)
     builder = conditions.ConditionTokens(tokenizer, training.condition_cache_size,
                                          chunk=training.batch_size)
     train_step = make_train_step(setup.model, setup.optimizer, tc, setup.vocab.codebook_size,

@@ -20,7 +20,7 @@ class TruncatedVideo(VideoError):
 
 class VideoFile:
     """An open video file (a path or a binary file object): its first video stream's `fps`,
-    `declared_frames` (0 when the container does not say) and size, and `frames()`, which decodes
+    `declared_frames` (0 when the container does not say), `declared_seconds` and size, and `frames()`, which decodes
     the stream once, streaming, and then closes the file (as does `close()`, or dropping the
     object). One open serves both, as opening (probing) a file decodes a few frames."""
 
@@ -36,6 +36,8 @@ class VideoFile:
         self.stream = self.container.streams.video[0]
         rate = self.stream.average_rate or self.stream.guessed_rate or 0
         self.fps, self.declared_frames = float(rate), int(self.stream.frames or 0)
+        # The container's duration (seconds, 0 when unknown): Matroska/WebM state no frame count.
+        self.declared_seconds = float(self.container.duration or 0) / av.time_base
         self.width, self.height = self.stream.codec_context.width, self.stream.codec_context.height
 
     def frames(self, shorter_side: int | None = None,

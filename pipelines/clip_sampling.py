@@ -137,3 +137,10 @@ def sample_clips(source: Source, config) -> Iterator[Clip]:
     if exhausted and decoded < source.declared_frames:
         raise BadInput("truncated", f"{video.path}: decoded {decoded} of the "
                        f"{source.declared_frames} frames its container declares ({made} clips kept)")
+    # No frame count but a duration: a file cut at a frame boundary ends early without any error.
+    # A few frames of slack, as a declared duration can round up or include a longer audio track.
+    slack = max(2, source.duration_frames // 20)
+    if exhausted and not source.declared_frames and decoded < source.duration_frames - slack:
+        raise BadInput("truncated", f"{video.path}: decoded {decoded} frames, {made} clips kept, "
+                       f"but the container's duration ({source.duration_frames / source.fps:.2f} "
+                       f"s at {source.fps:g} fps) implies {source.duration_frames}")

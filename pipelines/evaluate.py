@@ -201,11 +201,33 @@ def _metrics(_, real, generated, paired, num_dead, info: dict) -> str:
     return json.dumps(report, indent=2, sort_keys=True)
 
 
+def _first_frame_count(files: list[str]) -> int | None:
+    """`num_frames` of the first valid clip record among the first few of `files` (None when
+    there is none: the job's dead letters report bad records)."""
+    for serialized in tf.data.TFRecordDataset(files[:2]).take(8):
+        try:
+            example = clip_schema.check_clip(serialized.numpy())
+        except ValueError:
+            continue
+        return int(example.features.feature["num_frames"].int64_list.value[0])
+    return None
+
+
+def check_clip_lengths(real_files: list[str], generated_files: list[str]) -> None:
+    """Before any I3D work: the first real and generated clips have one length (FVD compares
+    clips of one length; the job checks every clip again)."""
+    real, generated = _first_frame_count(real_files), _first_frame_count(generated_files)
+    if real is not None and generated is not None and real != generated:
+        raise ValueError(f"--real clips have {real} frames ({real_files[0]}), --generated clips "
+                         f"{generated} ({generated_files[0]}): FVD compares clips of one length")
+
+
 def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir: str,
                  beam_args: list[str] | None = None) -> dict:
     """Runs the evaluation job and returns the metrics, also written to `<out_dir>/metrics.json`."""
     real_files = list_files(real_pattern, flag="real")
     generated_files = list_files(generated_pattern, flag="generated")
+    check_clip_lengths(real_files, generated_files)
     evaluator = fvd.FVD.from_config(eval_config)  # refuses missing weights before any work
     lpips_weights = eval_config.lpips_weights
     lpips_id = lpips.LPIPS.from_file(lpips_weights).weights_id if lpips_weights else ""

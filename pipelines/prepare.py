@@ -336,10 +336,26 @@ def clear_outputs(dataset_dir: str, splits: list[str]) -> None:
                 tf.io.gfile.remove(path)
 
 
+def check_clips_written(stats: dict, splits: list[str]) -> None:
+    """Raises ValueError naming each of `splits` that got no clip, with its failure counts."""
+    empty = []
+    for split in splits:
+        s = stats["splits"][split]
+        if s["clips_written"] == 0:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(
+                s["failures_by_reason"].items())) or "no failures"
+            empty.append(f"split {split!r}: {s['files_listed']} video file(s) listed, 0 clips "
+                         f"written ({reasons}; dead letters in {s['failures_file']})")
+    if empty:
+        raise ValueError(f"{stats['dataset']} under --config.dataset.root="
+                         f"{stats['config']['root']}: " + "; ".join(empty))
+
+
 def run_prepare(dataset_config: ml_collections.ConfigDict, out_dir: str,
                 beam_args: list[str] | None = None) -> dict:
     """Prepares the dataset of `dataset_config` under `<out_dir>/<name>/`; returns stats.json's
-    content plus `elapsed_s`. `beam_args` are Beam pipeline flags (--runner, ...)."""
+    content plus `elapsed_s`. `beam_args` are Beam pipeline flags (--runner, ...). A split that
+    gets no clip raises ValueError with its failure counts (after its outputs are written)."""
     out_dir = remote.absolute(out_dir)
     config = resolve_config(dataset_config, out_dir)
     dataset_dir = os.path.join(out_dir, config.name)
@@ -351,6 +367,8 @@ def run_prepare(dataset_config: ml_collections.ConfigDict, out_dir: str,
     remove_work_dir(dataset_dir)   # empty folders now, and the parts of abandoned attempts
     stats = json.loads(common.read_text(os.path.join(dataset_dir, "stats.json")))
     stats["elapsed_s"] = round(time.time() - started, 3)
+    logging.info("%s", summary(stats))
+    check_clips_written(stats, common.split_names(config))   # training would wait forever
     return stats
 
 
@@ -378,7 +396,10 @@ def main(argv: list[str]) -> dict:
                                        flag_values=flag_values, lock_config=True)
     argv = config_flags.normalize_argv(list(argv))
     flag_values["config"]._sys_argv = argv  # pylint: disable=protected-access  (as parse_config)
-    beam_args = flag_values(argv, known_only=True)[1:]
+    try:
+        beam_args = flag_values(argv, known_only=True)[1:]
+    except (KeyError, AttributeError) as e:   # an override of a field the config lacks
+        raise config_flags.ConfigFieldError(config_flags.unknown_field_message(e, argv)) from None
     if not flag_values.out_dir:
         raise SystemExit("pipelines.prepare: --out_dir is required")
     stats = run_prepare(flag_values.config.dataset, flag_values.out_dir, beam_args)

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import sys
+import uuid
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -323,12 +324,26 @@ def build_split(p, split: str, files: list[str], tokenizer, tokenizer_dir: str, 
                    "conditions": list(conditions)}))
 
 
+def replace_split_dir(staged: str, split_dir: str) -> None:
+    """Makes `split_dir` hold exactly the files of `staged` (a finished run's output): the files
+    an earlier run left there (e.g. shards of another shard count) are removed first."""
+    tf.io.gfile.makedirs(split_dir)
+    for name in tf.io.gfile.listdir(split_dir):
+        path = os.path.join(split_dir, name)
+        if not tf.io.gfile.isdir(path):
+            tf.io.gfile.remove(path)
+    for name in tf.io.gfile.listdir(staged):
+        tf.io.gfile.rename(os.path.join(staged, name), os.path.join(split_dir, name.rstrip("/")))
+
+
 def run_pretokenize(splits: dict[str, str], tokenizer_dir: str, out_dir: str, *,
                     batch_size: int = 8, conditions=(), condition_frames: int = 1,
                     num_shards: int = 0, beam_args=None) -> dict:
     """Encodes each split's clip records ({split: file pattern}) into `<out_dir>/<split>/`.
 
-    Returns {split: stats} (also written as `<out_dir>/<split>/stats.json`).
+    Returns {split: stats} (also written as `<out_dir>/<split>/stats.json`). The job writes into
+    a staging folder under `out_dir`; only when it succeeds does each `<out_dir>/<split>/` get
+    its files replaced by the new ones, so the folder holds exactly one run's output.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -344,13 +359,20 @@ def run_pretokenize(splits: dict[str, str], tokenizer_dir: str, out_dir: str, *,
     for split_files in files.values():
         check_tokenizer_matches(tokenizer, split_files)
     options = beam.options.pipeline_options.PipelineOptions(list(beam_args or []))
-    with beam.Pipeline(options=options) as p:
-        for split, split_files in files.items():
-            build_split(p, split, split_files, tokenizer, tokenizer_dir, out_dir, batch_size,
-                        conditions, condition_frames, num_shards, shared_handle)
+    staging = os.path.join(out_dir, f"_staging-{uuid.uuid4().hex[:12]}")
+    try:
+        with beam.Pipeline(options=options) as p:
+            for split, split_files in files.items():
+                build_split(p, split, split_files, tokenizer, tokenizer_dir, staging, batch_size,
+                            conditions, condition_frames, num_shards, shared_handle)
+        for split in files:
+            common.write_schema(tokens_schema.schema(), os.path.join(staging, split))
+            replace_split_dir(os.path.join(staging, split), os.path.join(out_dir, split))
+    finally:
+        if tf.io.gfile.exists(staging):
+            tf.io.gfile.rmtree(staging)
     stats = {}
     for split in files:
-        common.write_schema(tokens_schema.schema(), os.path.join(out_dir, split))
         with tf.io.gfile.GFile(os.path.join(out_dir, split, STATS_FILE)) as f:
             stats[split] = json.load(f)
     return stats

@@ -16,6 +16,7 @@ Beam pipeline options (`--runner`, `--direct_num_workers`, `--project`, `--regio
 an error. Every hyper-parameter comes from `--config` (`--config.key=value` overrides one field).
 """
 import dataclasses
+import datetime
 import hashlib
 import os
 import sys
@@ -31,13 +32,13 @@ from tfx.orchestration import metadata
 from tfx.orchestration import pipeline as tfx_pipeline
 import tensorflow as tf
 
-from components import (config_param, evaluator, pretokenizer, resources, summary,
+from components import (config_param, evaluator, pretokenizer, resources, run_guard, summary,
                         tokenizer_trainer, transformer_trainer, video_example_gen)
 from magvit import remote
 from magvit.configs import NAMES
 from magvit.configs.dataset import DATASET_NAMES, dataset_config
 from magvit.configs.evaluation import check_counts, real_split
-from magvit.configs.flags import config_path, normalize_argv
+from magvit.configs.flags import config_path, normalize_argv, unknown_field_message
 from magvit.metrics import i3d
 from pipelines import remote_checks
 from pipelines.datasets.common import split_names
@@ -153,9 +154,7 @@ def parse_args(argv: list[str]) -> RunArgs:
         positional = fv(argv)[1:]
         config = ml_collections.ConfigDict(fv.config.to_dict())  # an unlocked copy
     except (KeyError, AttributeError) as e:  # ml_collections: a field the config lacks
-        overrides = [a for a in ours if a.startswith("--config.")]
-        raise UsageError(f"the config has no field {str(e).strip(chr(34))} "
-                         f"(overrides: {' '.join(overrides)})") from e
+        raise UsageError(unknown_field_message(e, ours)) from e
     except (flags.Error, OSError, ValueError, TypeError) as e:
         raise UsageError(str(e).strip()) from e
     if positional:
@@ -213,12 +212,15 @@ def _with_dataset(config, dataset: str | None, data_root: str | None, argv: list
     """Applies --dataset and --data_root to the config; checks the data root exists (when this
     machine runs the stages)."""
     if dataset and dataset != config.dataset.name:
-        if any(a.lstrip("-").startswith("config.dataset.") for a in argv):
-            raise UsageError(f"--dataset={dataset} replaces the dataset section of --config "
-                             f"(a {config.dataset.name} config); put dataset settings in "
-                             "--data_root or use the config's own dataset with --config.dataset.*")
         section = dataset_config(dataset, num_frames=config.dataset.num_frames)
         section.resolution = config.dataset.resolution
+        # --config.dataset.<key> overrides apply to the new section too (already type-checked)
+        for arg in argv:
+            if arg.startswith("--config.dataset."):
+                key = arg.split("=", 1)[0][len("--config.dataset."):]
+                if key == "name":
+                    raise UsageError(f"{arg}: give the dataset with --dataset alone")
+                section[key] = config.dataset[key]
         config.dataset = section
     if data_root:
         if check_paths and not tf.io.gfile.isdir(data_root):
@@ -227,7 +229,24 @@ def _with_dataset(config, dataset: str | None, data_root: str | None, argv: list
     elif config.dataset.name != "demo" and not config.dataset.root:
         raise UsageError(f"--data_root is required for dataset {config.dataset.name!r}: the "
                          "folder holding its videos in their native layout")
+    _check_dataset(config.dataset)
     return config
+
+
+def _check_dataset(dataset) -> None:
+    """Before any stage runs: the split names are folder names and the data stage writes the
+    split the trainers read."""
+    try:
+        splits = split_names(dataset)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if tokenizer_trainer.TRAIN_SPLIT not in splits:
+        raise UsageError(
+            f"dataset {dataset.name!r} writes split(s) {', '.join(map(repr, splits))}, but the "
+            f"trainers read split {tokenizer_trainer.TRAIN_SPLIT!r}: pass --config.dataset.split="
+            f"{tokenizer_trainer.TRAIN_SPLIT},{tokenizer_trainer.EVAL_SPLIT} (for a folder: the "
+            f"sub-folders <root>/{tokenizer_trainer.TRAIN_SPLIT}, <root>/"
+            f"{tokenizer_trainer.EVAL_SPLIT})")
 
 
 def _check_eval(config, check_paths: bool) -> None:
@@ -283,15 +302,31 @@ def create_pipeline(config: ml_collections.ConfigDict, pipeline_root: str,
                                     if metadata_path else None))
 
 
-def run_local(args: RunArgs) -> str:
-    """Runs the pipeline with LocalDagRunner; returns the MLMD store's path."""
+def new_run_id() -> str:
+    """A run id unique on this machine (TFX's own is the start time alone)."""
+    return f"{datetime.datetime.now().isoformat()}-{os.getpid()}"
+
+
+def run_local(args: RunArgs, run_id: str | None = None) -> str:
+    """Runs the pipeline with LocalDagRunner as run `run_id`; returns the MLMD store's path.
+
+    One run per pipeline root at a time (`components.run_guard`): a concurrent run is refused
+    with RunInProgress; what a killed earlier run left RUNNING is marked failed first."""
     from tfx.orchestration.local import local_dag_runner
+    from tfx.dsl.compiler import constants as compiler_constants
+    from tfx.orchestration.portable import runtime_parameter_utils, tfx_runner
     tf.io.gfile.makedirs(args.pipeline_root)
     metadata_path = args.metadata_path or default_metadata_path(args.pipeline_root)
-    os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)  # local-only
-    pipeline = create_pipeline(args.config, args.pipeline_root, args.beam_args,
-                               args.pipeline_name, metadata_path, args.enable_cache)
-    local_dag_runner.LocalDagRunner().run(pipeline)
+    metadata_dir = os.path.dirname(os.path.abspath(metadata_path))  # local-only
+    os.makedirs(metadata_dir, exist_ok=True)  # local-only
+    with run_guard.hold_root(args.pipeline_root, lock_dir=metadata_dir):
+        run_guard.recover_interrupted(metadata_path)
+        pipeline = create_pipeline(args.config, args.pipeline_root, args.beam_args,
+                                   args.pipeline_name, metadata_path, args.enable_cache)
+        ir = tfx_runner._make_pipeline_proto(pipeline)  # pylint: disable=protected-access
+        runtime_parameter_utils.substitute_runtime_parameter(
+            ir, {compiler_constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id or new_run_id()})
+        local_dag_runner.LocalDagRunner().run_with_ir(ir)
     return metadata_path
 
 
@@ -344,8 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[magvit] pipeline {args.pipeline_name}: config {args.config.name}, dataset "
           f"{args.config.dataset.name}, root {args.pipeline_root}, Beam {' '.join(args.beam_args) or '(defaults)'}",
           file=sys.stderr)
-    metadata_path = run_local(args)
-    print(summary.summarize(metadata_path, args.pipeline_name))
+    run_id = new_run_id()
+    try:
+        metadata_path = run_local(args, run_id)
+    except run_guard.RunInProgress as e:
+        print(f"pipelines.run: error: {e}", file=sys.stderr)
+        return 2
+    print(summary.summarize(metadata_path, args.pipeline_name, run_id))
     return 0
 
 

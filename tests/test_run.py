@@ -45,10 +45,11 @@ def test_demo_needs_no_data_root_and_default_config_is_tiny(tmp_path):
 
 def test_other_dataset_keeps_the_configs_clip_shape(tmp_path):
     args = run.parse_args(["--config=ucf101_b", "--dataset=folder", f"--data_root={tmp_path}",
-                           f"--pipeline_root={tmp_path}",
+                           f"--pipeline_root={tmp_path}", "--config.dataset.split=train,test",
                            f"--config.eval.i3d_weights={_i3d_weights(tmp_path)}"])
     assert args.config.dataset.name == "folder"
     assert args.config.dataset.resolution == 128 and args.config.dataset.num_frames == 16
+    assert args.config.dataset.split == "train,test"   # --config.dataset.* applies beside --dataset
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -5,6 +5,7 @@ ml_collections' `config_flags.DEFINE_config_file` loads a config file (`path.py:
 `magvit.configs.NAMES`) is rewritten to `settings.py:NAME`, so both spellings work.
 """
 import os
+import re
 
 from absl import flags
 from ml_collections import config_flags
@@ -14,13 +15,40 @@ from magvit.configs.settings import NAMES
 SETTINGS_FILE = os.path.join(os.path.dirname(__file__), "settings.py")
 
 
+class ConfigFieldError(ValueError):
+    """A `--config.a.b=value` override names a field the config does not have."""
+
+
+def unknown_field_message(error: Exception, argv: list[str], name: str = "config") -> str:
+    """A one-line message for ml_collections' KeyError / AttributeError on an unknown override
+    field: the override flag, the missing field and ml_collections' suggestion, if any."""
+    while isinstance(error, Exception) and error.args:   # AttributeError(KeyError(message))
+        error = error.args[0]
+    text = str(error)
+    field = re.search(r"'([^']+)'", text)
+    field = field.group(1) if field else text.strip("'")
+    suggestion = re.search(r'Did you mean "([^"]+)"', text)
+    culprit = next((a for a in argv if a.startswith(f"--{name}.")
+                    and field in a.split("=", 1)[0].split(".")[1:]), None)
+    where = culprit.split("=", 1)[0] if culprit else f"--{name}.*"
+    return (f"{where}: the config has no field {field!r}"
+            + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else ""))
+
+
 def define_config_flag(default: str = "tiny", name: str = "config"):
-    """Defines --config (a setting name or config file) with --config.key=value overrides."""
-    return config_flags.DEFINE_config_file(
-        name, default=config_path(default),
-        help_string=f"A setting name ({', '.join(NAMES)}) or a config file `path.py[:arg]`; "
-                    f"override any field with --{name}.key=value.",
-        lock_config=True)
+    """Defines --config (a setting name or config file) with --config.key=value overrides.
+
+    ml_collections applies the overrides while defining the flag; an unknown field ends the
+    program with a one-line message naming the override (no traceback)."""
+    import sys
+    try:
+        return config_flags.DEFINE_config_file(
+            name, default=config_path(default),
+            help_string=f"A setting name ({', '.join(NAMES)}) or a config file `path.py[:arg]`; "
+                        f"override any field with --{name}.key=value.",
+            lock_config=True)
+    except (KeyError, AttributeError) as e:
+        raise SystemExit(f"error: {unknown_field_message(e, sys.argv, name)}") from None
 
 
 def config_path(value: str) -> str:
@@ -62,5 +90,14 @@ def parse_config(argv: list[str], name: str = "config"):
                                     flag_values=flag_values, lock_config=True)
     # ml_collections reads the --config.key overrides from sys.argv unless given an argv.
     flag_values[name]._sys_argv = argv  # pylint: disable=protected-access
-    flag_values(argv)
+    try:
+        flag_values(argv)
+    except (KeyError, AttributeError) as e:
+        raise ConfigFieldError(unknown_field_message(e, argv, name)) from None
     return flag_values[name].value
+
+
+def check_steps(value, flag: str) -> None:
+    """A step count must be a positive integer (a run of 0 or fewer steps makes no model)."""
+    if int(value) < 1:
+        raise ValueError(f"--config.{flag}={value}: must be at least 1")

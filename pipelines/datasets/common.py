@@ -12,6 +12,7 @@ Files are found and read through tf.io.gfile, so a root on GCS works as well as 
 import dataclasses
 import json
 import os
+import re
 from typing import Callable, Iterator
 
 import numpy as np
@@ -46,8 +47,8 @@ class Failure:
     path: str
     split: str
     stage: str            # list | decode | clip
-    reason: str           # missing_video | unknown_label | empty_file | decode_error | bad_record |
-                          # too_short | truncated
+    reason: str           # missing_video | unknown_label | empty_file | broken_link | not_a_file |
+                          # decode_error | bad_record | too_short | truncated
     detail: str
 
     def to_json(self) -> str:
@@ -59,12 +60,15 @@ class Failure:
 class Source:
     """One decodable video. `frames()` streams (a generator of) RGB uint8 frames already scaled
     so that their shorter side is `dataset.resolution`; `count_frames()` counts them without
-    decoding; `declared_frames` is the count the container declares (0: unknown)."""
+    decoding; `declared_frames` is the count the container declares (0: unknown) and
+    `duration_frames` the count its declared duration implies (0: unknown), for containers such as
+    Matroska that state a duration but no frame count."""
     video: Video
     fps: float
     frames: Callable[[], Iterator[np.ndarray]]
     count_frames: Callable[[], int]
     declared_frames: int = 0
+    duration_frames: int = 0
 
 
 def split_names(config) -> list[str]:
@@ -72,6 +76,11 @@ def split_names(config) -> list[str]:
     names = [s.strip() for s in config.split.split(",") if s.strip()]
     if not names:
         raise ValueError(f"dataset.split is empty ({config.split!r}); name at least one split")
+    for name in names:   # a split name becomes a folder under --out_dir: never a path
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) or ".." in name:
+            raise ValueError(f"--config.dataset.split: {name!r} is not a split name (letters, "
+                             "digits, '_', '-', '.'; no '/' or '..': it names a folder under "
+                             "--out_dir)")
     return list(dict.fromkeys(names))
 
 
@@ -102,12 +111,65 @@ def read_text(path: str) -> str:
         return f.read()
 
 
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def walk(root: str) -> Iterator[tuple[str, list[str]]]:
+    """(folder, names of the non-folder entries in it) for `root` and every folder below it.
+
+    A remote root is walked by tf.io.gfile (object stores have no links). Locally, links to
+    folders are followed unless the target lies inside `root` (its files are listed under their
+    own path already) or contains `root` (a loop such as `up -> ..`), and each real folder is
+    walked once: a link loop can neither multiply the files nor relabel them."""
+    if is_remote(root):
+        for directory, _, files in tf.io.gfile.walk(root):
+            yield directory, files
+        return
+    real_root = os.path.realpath(root)  # local-only
+    seen, stack = set(), [root]
+    while stack:
+        directory = stack.pop()
+        real = os.path.realpath(directory)  # local-only
+        if real in seen:
+            continue
+        seen.add(real)
+        folders, files = [], []
+        for name in sorted(tf.io.gfile.listdir(directory)):
+            path = join(directory, name.rstrip("/"))
+            if not os.path.isdir(path):  # local-only
+                files.append(name)
+            elif not os.path.islink(path):  # local-only
+                folders.append(path)
+            else:
+                target = os.path.realpath(path)  # local-only
+                if not (_inside(target, real_root) or _inside(real_root, target)):
+                    folders.append(path)
+        yield directory, files
+        stack.extend(reversed(folders))
+
+
 def list_files(root: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
-    """Every file under `root` (recursively) whose name ends with one of `extensions`, sorted."""
+    """Every file under `root` (recursively, see `walk`) whose name ends with one of
+    `extensions`, sorted."""
     found = []
-    for directory, _, files in tf.io.gfile.walk(root):
+    for directory, files in walk(root):
         found.extend(join(directory, name) for name in files if name.lower().endswith(extensions))
     return sorted(found)
+
+
+def check_regular_file(path: str) -> None:
+    """Raises BadInput for a local path that is a dangling or looping link (broken_link) or not
+    a regular file, e.g. a FIFO, which would block the reader forever (not_a_file)."""
+    if is_remote(path):
+        return
+    if not os.path.exists(path):  # local-only
+        if os.path.islink(path):  # local-only
+            raise BadInput("broken_link", f"{path}: a symbolic link to nothing readable "
+                                          f"(dangling, or a loop of links)")
+        raise BadInput("missing_video", f"{path}: not found")
+    if not os.path.isfile(path):  # local-only
+        raise BadInput("not_a_file", f"{path}: not a regular file (a FIFO, socket or device?)")
 
 
 def stem(path: str) -> str:
@@ -130,6 +192,7 @@ def _open(path: str):
 def read_file(video: Video, config) -> Iterator[Source]:
     """The `read` of the file-based readers: one Source per video file, whose `frames()` decodes
     (once) with PyAV from the file opened here to read its frame rate."""
+    check_regular_file(video.path)
     try:
         opened = video_io.VideoFile(_open(video.path))
     except video_io.VideoError as e:
@@ -140,4 +203,5 @@ def read_file(video: Video, config) -> Iterator[Source]:
         video=video, fps=opened.fps or config.fps_when_unknown,
         frames=lambda: opened.frames(config.resolution, config.resize_filter),
         count_frames=lambda: video_io.count_frames(_open(video.path)),
-        declared_frames=opened.declared_frames)
+        declared_frames=opened.declared_frames,
+        duration_frames=int(round(opened.declared_seconds * opened.fps)) if opened.fps else 0)
