@@ -87,10 +87,32 @@ def test_same_clips_give_zero_fvd_and_cache_is_reused(data, tmp_path):
     assert second["fvd"] == pytest.approx(0, abs=1e-6) and second["num_real"] == 4
 
 
+def test_paired_scores_of_a_task_cover_only_its_generated_content(tmp_path):
+    from magvit.transformer import tasks
+    real = {f"v{i}": np.random.default_rng(i).integers(16, 240, (4, 32, 32, 3), np.uint8)
+            for i in range(2)}
+    mask = reconstruction.generated_mask(tasks.get_task("frame_prediction", 1), (4, 32, 32))
+    signs = np.where(np.random.default_rng(5).random((4, 32, 32, 3)) < 0.5, -8, 8)
+    generated = {k: (v.astype(int) + signs * mask[..., None]).astype(np.uint8)
+                 for k, v in real.items()}
+    real_path = _write(tmp_path / "real.tfrecord", real.items())
+    generated_path = _write(tmp_path / "generated.tfrecord", generated.items())
+    metrics = evaluate.run_evaluate(real_path, generated_path, _config(), str(tmp_path / "fp"),
+                                    task="frame_prediction")
+    assert metrics["num_pairs"] == 2 and metrics["task"] == "frame_prediction"
+    assert metrics["psnr"] == pytest.approx(20 * np.log10(255 / 8), abs=1e-3)  # not 100-inflated
+    assert metrics["paired_scores"].startswith("generated content only")
+    whole = evaluate.run_evaluate(real_path, generated_path, _config(), str(tmp_path / "all"))
+    assert whole["psnr"] == pytest.approx((100 + 3 * 20 * np.log10(255 / 8)) / 4, abs=1e-3)
+
+
 def test_bad_inputs_are_refused_before_running(data, tmp_path):
     _, _, real_path, generated_path = data
-    with pytest.raises(ValueError, match="--allow_random_i3d"):
-        evaluate.run_evaluate(real_path, generated_path, get_config("bair_b").eval, str(tmp_path))
+    with pytest.raises(ValueError, match="I3D weights '/no/i3d'"):
+        evaluate.run_evaluate(real_path, generated_path, _config(i3d_weights="/no/i3d"),
+                              str(tmp_path))
+    with pytest.raises(ValueError, match="unknown task 'painting'"):
+        evaluate.run_evaluate(real_path, generated_path, _config(), str(tmp_path), task="painting")
     with pytest.raises(FileNotFoundError, match=r"--generated='.*nothing-\*' matches no file"):
         evaluate.run_evaluate(real_path, str(tmp_path / "nothing-*"), _config(), str(tmp_path))
 
