@@ -18,7 +18,8 @@ Layout of the ModelEvaluation artifact:
   <task>/metrics.json              the task's FVD (mean over its sample sets), PSNR / SSIM
   <task>/set_<k>/samples.tfrecord  sample set k (clip schema), with run_evaluate's metrics.json and
                                    dead_letter.jsonl beside it
-  <task>/baseline/samples.tfrecord the condition-padded videos of the same clips, scored alike
+  <task>/baseline/samples.tfrecord the condition-padded videos of the same clips, scored alike by
+                                   set 0's job (its metrics.json `baseline`)
   gallery/<task>/                  the first `eval.gallery_samples` samples: sample_NN.mp4 / .gif and
                                    contact_sheet.png (condition | sample | truth)
   reference_stats.npz              the split's I3D statistics, computed once for all tasks (unless
@@ -251,18 +252,16 @@ def evaluate(sampler: sample.Sampler, real_pattern: str, eval_config, out_dir: s
             gallery = os.path.join(out_dir, GALLERY, task.name) if k == 0 else None
             samples = _sample_set(sampler, task, t, k, real_pattern, eval_config, set_dir, seed,
                                   gallery)
+            # The trivial baseline is scored in the first set's job (same real statistics).
+            baseline = (_baseline_set(task, real_pattern, sampler.tokenizer.clip_shape,
+                                      eval_config, os.path.join(task_dir, BASELINE))
+                        if k == 0 and task.has_condition else "")
             sets.append(run_evaluate(real_pattern, samples, eval_config, set_dir,
                                      beam_args=list(beam_args), task=task.name,
-                                     condition_frames=sampler.config.transformer.condition_frames))
+                                     condition_frames=sampler.config.transformer.condition_frames,
+                                     baseline_pattern=baseline))
             set_dirs.append(set_dir)
-        baseline = None
-        if task.has_condition:
-            baseline_dir = os.path.join(task_dir, BASELINE)
-            baseline = run_evaluate(
-                real_pattern, _baseline_set(task, real_pattern, sampler.tokenizer.clip_shape,
-                                            eval_config, baseline_dir),
-                eval_config, baseline_dir, beam_args=list(beam_args), task=task.name,
-                condition_frames=sampler.config.transformer.condition_frames)
+        baseline = sets[0].get("baseline")
         per_task[task.name] = task_metrics(sets, set_dirs, baseline)
         _write_json(os.path.join(task_dir, METRICS_FILE), per_task[task.name])
     metrics = overall_metrics(per_task, float(eval_config.fvd_threshold))

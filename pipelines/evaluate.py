@@ -194,7 +194,18 @@ def _write_reference(real, eval_config, source: str):
                              _frame_count("real", frame_counts), source)
 
 
-def _metrics(_, real, generated, paired, num_dead, info: dict) -> str:
+def _baseline_report(real_stats, baseline, paired) -> dict:
+    """metrics.json's `baseline`: FVD and paired scores of the trivial baseline clips."""
+    stats, _ = baseline
+    if stats is None or stats.count < 2:
+        raise ValueError("the baseline needs at least 2 valid clips for FVD")
+    return {"fvd": frechet.frechet_distance_from_stats(real_stats, stats),
+            "num_generated": int(stats.count), "psnr": paired["psnr"], "ssim": paired["ssim"],
+            "num_pairs": paired["num_pairs"]}
+
+
+def _metrics(_, real, generated, paired, num_dead, info: dict, baseline=None,
+             baseline_paired=None) -> str:
     real_stats, real_frames = real
     generated_stats, generated_frames = generated
     num_frames = _frame_count("generated", generated_frames)
@@ -209,6 +220,9 @@ def _metrics(_, real, generated, paired, num_dead, info: dict) -> str:
     report.update(_lpips_report(paired, info["lpips_weights"]))
     report.update({k: v for k, v in info.items() if k not in ("evaluator", "lpips_weights")})
     report.update(num_dead_letters=int(num_dead))
+    if baseline is not None:
+        report["baseline"] = dict(_baseline_report(real_stats, baseline, baseline_paired),
+                                  pattern=info["baseline_pattern"])
     return json.dumps(report, indent=2, sort_keys=True)
 
 
@@ -220,17 +234,29 @@ def scored_content(task: str) -> str:
             f"frames and known pixels are left out)")
 
 
+def _paired_means(real_clips, clips, side: str, lpips_weights: str, task: str,
+                  condition_frames: int):
+    return ({"real": real_clips, "generated": clips}
+            | f"{side}/pairs/join" >> beam.CoGroupByKey()
+            | f"{side}/pairs/score" >> beam.ParDo(_PairedScores(lpips_weights, task,
+                                                                condition_frames))
+            | f"{side}/pairs/mean" >> beam.CombineGlobally(_MeanPairsCombineFn()))
+
+
 def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir: str,
                  beam_args: list[str] | None = None, task: str = "",
-                 condition_frames: int = 1) -> dict:
+                 condition_frames: int = 1, baseline_pattern: str = "") -> dict:
     """Runs the evaluation job and returns the metrics, also written to `<out_dir>/metrics.json`.
 
     `task` (a magvit.transformer.tasks name, '' for whole-clip reconstructions) says which pixels
-    the paired metrics score: only those the task generates."""
+    the paired metrics score: only those the task generates. `baseline_pattern`: clips of a
+    trivial baseline (e.g. the condition-padded videos), scored alike in the same job into
+    metrics.json's `baseline` ({fvd, psnr, ssim, num_pairs, num_generated, pattern})."""
     if task:
         tasks.get_task(task, condition_frames)  # an unknown task fails before any work
     real_files = list_files(real_pattern, flag="real")
     generated_files = list_files(generated_pattern, flag="generated")
+    baseline_files = list_files(baseline_pattern, flag="baseline") if baseline_pattern else []
     evaluator = fvd.FVD.from_config(eval_config)  # refuses missing weights before any work
     lpips_weights = eval_config.lpips_weights
     lpips_id = lpips.LPIPS.from_file(lpips_weights).weights_id if lpips_weights else ""
@@ -242,7 +268,8 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
             "generated_pattern": generated_pattern, "reference_stats": cache,
             "reference_stats_cached": cached is not None,
             "dead_letter": os.path.join(out_dir, DEAD_LETTER + ".jsonl"),
-            "lpips_weights": lpips_id, "task": task, "paired_scores": scored_content(task)}
+            "lpips_weights": lpips_id, "task": task, "paired_scores": scored_content(task),
+            "baseline_pattern": baseline_pattern}
     with beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
         real_clips, real_dead = _read_clips(pipeline, "real", real_files)
         generated_clips, generated_dead = _read_clips(pipeline, "generated", generated_files)
@@ -253,12 +280,19 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
         else:
             real = pipeline | "real/cached" >> beam.Create([(cached[0], [cached[1]])])
         generated = _statistics(generated_clips, "generated", eval_config)
-        paired = ({"real": real_clips, "generated": generated_clips}
-                  | "pairs/join" >> beam.CoGroupByKey()
-                  | "pairs/score" >> beam.ParDo(_PairedScores(lpips_weights, task,
-                                                             condition_frames))
-                  | "pairs/mean" >> beam.CombineGlobally(_MeanPairsCombineFn()))
-        dead = (real_dead, generated_dead) | "dead/flatten" >> beam.Flatten()
+        paired = _paired_means(real_clips, generated_clips, "generated", lpips_weights, task,
+                               condition_frames)
+        dead_sides = [real_dead, generated_dead]
+        baseline = {}
+        if baseline_files:
+            baseline_clips, baseline_dead = _read_clips(pipeline, "baseline", baseline_files)
+            dead_sides.append(baseline_dead)
+            baseline = {
+                "baseline": beam.pvalue.AsSingleton(
+                    _statistics(baseline_clips, "baseline", eval_config)),
+                "baseline_paired": beam.pvalue.AsSingleton(_paired_means(
+                    real_clips, baseline_clips, "baseline", "", task, condition_frames))}
+        dead = tuple(dead_sides) | "dead/flatten" >> beam.Flatten()
         _ = dead | "dead/write" >> beam.io.WriteToText(
             os.path.join(out_dir, DEAD_LETTER), file_name_suffix=".jsonl", num_shards=1,
             shard_name_template="")
@@ -267,7 +301,8 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
              | "metrics/start" >> beam.Create([None])
              | "metrics/compute" >> beam.Map(
                  _metrics, beam.pvalue.AsSingleton(real), beam.pvalue.AsSingleton(generated),
-                 beam.pvalue.AsSingleton(paired), beam.pvalue.AsSingleton(num_dead), info)
+                 beam.pvalue.AsSingleton(paired), beam.pvalue.AsSingleton(num_dead), info,
+                 **baseline)
              | "metrics/write" >> beam.io.WriteToText(
                  os.path.join(out_dir, "metrics"), file_name_suffix=".json", num_shards=1,
                  shard_name_template=""))
@@ -289,6 +324,8 @@ def _define_flags():
                         "tasks): PSNR / SSIM / LPIPS then score only the pixels it generates; '' = "
                         "whole-clip reconstructions.")
     flags.DEFINE_integer("condition_frames", 1, "Condition frames of frame prediction (--task).")
+    flags.DEFINE_string("baseline", "", "File pattern of trivial-baseline clip TFRecords (e.g. "
+                        "the condition-padded videos), scored alike beside the generated ones.")
     flags.DEFINE_string("reference_stats", None, "Cache .npz of the real clips' I3D statistics "
                         "(overrides eval.reference_stats).")
     flags.DEFINE_string("lpips_weights", None, "Local LPIPS (v0.1 vgg) weights .npz; paired "
@@ -308,6 +345,10 @@ def _summary(metrics: dict) -> str:
         lines.append(f"LPIPS {metrics['lpips']:.4f}  ({metrics['lpips_status']})")
     else:
         lines.append(f"LPIPS {metrics['lpips_status']}")
+    if metrics.get("baseline"):
+        base = metrics["baseline"]
+        psnr = f", PSNR {base['psnr']:.3f} dB  SSIM {base['ssim']:.4f}" if base["num_pairs"] else ""
+        lines.append(f"baseline: FVD {base['fvd']:.3f}{psnr}  ({base['pattern']})")
     lines.append(f"dead letters: {metrics['num_dead_letters']} ({metrics['dead_letter']})")
     if metrics.get("warning"):
         lines.append(f"WARNING: {metrics['warning']}")
@@ -325,7 +366,8 @@ def main(argv: list[str]) -> None:
             raise app.UsageError(f"--{name} is required")
     metrics = run_evaluate(flags.FLAGS.real, flags.FLAGS.generated, config, flags.FLAGS.out,
                            beam_args=argv[1:], task=flags.FLAGS.task,
-                           condition_frames=flags.FLAGS.condition_frames)
+                           condition_frames=flags.FLAGS.condition_frames,
+                           baseline_pattern=flags.FLAGS.baseline)
     print(_summary(metrics))
     print(f"metrics: {os.path.join(flags.FLAGS.out, 'metrics.json')}")
 

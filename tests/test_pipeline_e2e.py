@@ -54,8 +54,9 @@ def _check_evaluation(record, out, num_real):
             assert task_metrics["num_pairs"] == 4 and 0 < task_metrics["psnr"] < 100
             assert task_metrics["paired_scores"].startswith("generated content only")
             assert 0 < task_metrics["psnr_baseline"] < 100 and task_metrics["fvd_baseline"] >= 0
-            with open(os.path.join(evaluation, task, "baseline", "metrics.json")) as f:
-                assert json.load(f)["psnr"] == task_metrics["psnr_baseline"]
+            assert os.path.exists(os.path.join(evaluation, task, "baseline", "samples.tfrecord"))
+            with open(os.path.join(evaluation, task, "set_0", "metrics.json")) as f:
+                assert json.load(f)["baseline"]["psnr"] == task_metrics["psnr_baseline"]
             assert (f"{task}: FVD {task_metrics['fvd']:.4g} (baseline "
                     f"{task_metrics['fvd_baseline']:.4g}), PSNR of generated content "
                     f"{task_metrics['psnr']:.4g} dB (baseline {task_metrics['psnr_baseline']:.4g} "
