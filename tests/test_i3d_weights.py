@@ -121,6 +121,17 @@ def test_kinetics_i3d_folder_whose_checkpoint_file_points_elsewhere(tmp_path):
         i3d.checkpoint_prefix(str(folder))
 
 
+def test_a_corrupt_cached_file_is_refused(converted, tmp_path):
+    with np.load(converted, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["param:Logits/Conv3d_0c_1x1/conv_3d/b"] = arrays["param:Logits/Conv3d_0c_1x1/conv_3d/b"] * 2
+    path = str(tmp_path / "corrupt.npz")
+    np.savez(path, **arrays)
+    with pytest.raises(i3d.I3DWeightsError, match=r"corrupt.npz': the arrays hash to sha256:\w+, "
+                                                   r"the file records " + RGB_SCRATCH_ID):
+        i3d.load_params(path)
+
+
 def test_npz_with_a_wrong_array_names_it(tmp_path):
     params = i3d.init_params(0)
     params["Conv3d_1a_7x7/conv_3d/w"] = params["Conv3d_1a_7x7/conv_3d/w"][:3]

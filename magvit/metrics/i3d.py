@@ -198,6 +198,7 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
         with tf.io.gfile.GFile(path, "rb") as f:
             data = np.load(io.BytesIO(f.read()), allow_pickle=False)
             stored = {k[len("param:"):]: data[k] for k in data.files if k.startswith("param:")}
+            recorded_id = str(data["weights_id"]) if "weights_id" in data.files else ""
     except (tf.errors.OpError, ValueError, OSError) as e:
         raise I3DWeightsError(f"I3D weights {path!r}: cannot read the .npz: {e}") from e
     logits_bias = stored.get("Logits/Conv3d_0c_1x1/conv_3d/b")
@@ -208,8 +209,12 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
         shape_ok=lambda name, got, want: "/batch_norm/" in name and got == (1, 1, 1, 1, *want))
     if problems:
         raise I3DWeightsError(f"I3D weights {path!r}: " + "; ".join(problems))
-    return {name: stored[name].astype(np.float32).reshape(shape)
-            for name, shape in expected.items()}
+    params = {name: stored[name].astype(np.float32).reshape(shape)
+              for name, shape in expected.items()}
+    if recorded_id and params_id(params) != recorded_id:
+        raise I3DWeightsError(f"I3D weights {path!r}: the arrays hash to {params_id(params)}, the "
+                              f"file records {recorded_id}: corrupt; delete it to convert afresh")
+    return params
 
 
 def _find_scope(names, path: str) -> str:
