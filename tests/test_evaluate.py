@@ -143,5 +143,6 @@ def test_cli_writes_metrics(data, tmp_path):
     assert metrics["task"] == "frame_prediction" and "generated content only" in result.stdout
     # The real clips as their own baseline: FVD 0, every generated pixel exact (100 dB cap).
     assert metrics["baseline"]["fvd"] == pytest.approx(0, abs=1e-6)
-    assert metrics["baseline"]["psnr"] == pytest.approx(100) and metrics["baseline"]["num_pairs"] == 4
+    assert metrics["baseline"]["psnr"] == pytest.approx(100)
+    assert metrics["baseline"]["num_pairs"] == 4
     assert "baseline: FVD 0.000, PSNR 100.000 dB" in result.stdout

