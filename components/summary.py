@@ -9,8 +9,9 @@ STATE_NAMES = {metadata_store_pb2.Execution.COMPLETE: "ran",
                metadata_store_pb2.Execution.FAILED: "FAILED",
                metadata_store_pb2.Execution.RUNNING: "running"}
 MAX_NUMBERS = 6
-# String custom properties worth a line of their own (the Evaluator's gallery, blessing, warning).
-NOTES = ("gallery", "verdict", "warning")
+# String custom properties worth a line of their own: the Evaluator's gallery, I3D weights and
+# protocol, per-task FVD / PSNR of generated content next to their baselines, blessing, warning.
+NOTES = ("gallery", "i3d", "tasks", "verdict", "warning")
 TFX_PROPERTIES = ("is_external",)           # set by TFX on every artifact: not a result
 
 
@@ -88,6 +89,8 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str | None = None)
         for name in NOTES:
             if name in record.notes:
                 label = name.upper() if name == "warning" else name
-                lines.append(f"    {label}: {record.notes[name]}")
+                first, *rest = record.notes[name].split("\n")
+                lines.append(f"    {label}: {first}")
+                lines.extend(f"      {line}" for line in rest)
     lines.append(f"MLMD store: {metadata_path}")
     return "\n".join(lines)

