@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from magvit import checkpoints, data, train_utils
+from magvit import checkpoints, data, distributed, train_utils
 from magvit.configs.flags import define_config_flag, normalize_argv
 from magvit.metrics import reconstruction
 from magvit.tokenizer import inflation
@@ -156,6 +156,7 @@ def _define_flags():
 def main(argv, config_flag):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    distributed.initialize()   # multi-host jobs (Vertex AI, SLURM, TPU pods); no-op alone
     result = train(config_flag.value, flags.FLAGS.data, flags.FLAGS.workdir, flags.FLAGS.eval_data)
     print(json.dumps(result, indent=2, sort_keys=True))
 
