@@ -22,8 +22,14 @@ TRANSFORMER_BF16_TOLERANCE = 0.03
 
 
 def _tokenizer_config(dtype="float32", remat=False):
+    """The tiny tokenizer, smaller still (4x16x16 clips, two levels), in `dtype`."""
     config = get_config("tiny").tokenizer
     config.dtype, config.remat = dtype, remat
+    config.clip_shape = (4, 16, 16)
+    m = config.model
+    m.filters, m.channel_multipliers, m.temporal_downsample = 8, (1, 2), (True,)
+    m.num_groups, m.embedding_dim, m.codebook_size = 4, 8, 16
+    config.discriminator.filters, config.discriminator.channel_multipliers = 8, (2, 2)
     config.training.batch_size = 2
     return config
 
