@@ -42,6 +42,7 @@ def _video(config, batch=2, seed=0):
 def _transformer(dtype="float32", remat=False, causal=False, length=34):
     config = get_config("tiny").transformer
     config.dtype, config.remat = dtype, remat
+    config.model.num_layers, config.model.hidden_size, config.model.mlp_dim = 2, 32, 64
     vocab = tasks.Vocabulary(64, 4, tuple(config.tasks))
     return config, vocab, build_model(config, vocab.size, length, causal=causal)
 
