@@ -183,3 +183,11 @@ def test_kv_cache_decoding_reproduces_full_causal_logits(dtype):
     # The causal model ignores the future: changing the last token leaves earlier logits.
     changed = model.apply({"params": params}, tokens.at[:, -1].set((tokens[:, -1] + 1) % 64))
     np.testing.assert_allclose(changed[:, :-1], full[:, :-1], atol=1e-6)
+
+
+def test_attention_implementation_choice():
+    from magvit.transformer.model import attention_implementation
+    assert attention_implementation("auto", jnp.float32) == "xla"
+    assert attention_implementation("cudnn", jnp.bfloat16) == "cudnn"
+    with pytest.raises(ValueError, match=r"--config.transformer.attention='flash': expected auto"):
+        attention_implementation("flash", jnp.float32)

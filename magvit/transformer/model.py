@@ -25,7 +25,14 @@ _init = nn.initializers.normal(stddev=0.02)
 def attend(q, k, v, mask=None, *, causal: bool = False, implementation=None):
     """softmax(q k^T / sqrt(d) [masked]) v through jax.nn.dot_product_attention (cuDNN flash
     attention when `implementation="cudnn"`); q [B, Lq, H, D], k/v [B, Lk, H, D], mask bool
-    broadcastable to [B, H, Lq, Lk] (True = attend). Logits and softmax are float32."""
+    broadcastable to [B, H, Lq, Lk] (True = attend). Logits and softmax are float32.
+    `implementation="cudnn-or-xla"`: cuDNN where it takes these shapes and dtypes, else XLA."""
+    if implementation == "cudnn-or-xla":
+        try:
+            return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal,
+                                                implementation="cudnn")
+        except (ValueError, NotImplementedError, RuntimeError, TypeError):
+            implementation = "xla"       # raised while tracing: a shape cuDNN does not support
     return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal,
                                         implementation=implementation)
 
@@ -48,7 +55,7 @@ def attention_implementation(name: str, dtype) -> str | None:
     """`transformer.attention`: auto -> cuDNN flash attention on a GPU in bfloat16, else XLA."""
     if name == "auto":
         use_cudnn = jax.default_backend() == "gpu" and jnp.dtype(dtype) == jnp.bfloat16
-        return "cudnn" if use_cudnn else "xla"
+        return "cudnn-or-xla" if use_cudnn else "xla"
     if name not in ("xla", "cudnn"):
         raise ValueError(f"--config.transformer.attention={name!r}: expected auto, xla or cudnn")
     return name
