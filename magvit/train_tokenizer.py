@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from magvit import checkpoints, data, remote, train_utils
+from magvit import checkpoints, data, distributed, remote, train_utils
 from magvit.configs.flags import check_steps, define_config_flag, normalize_argv
 from magvit.metrics import reconstruction
 from magvit.tokenizer import inflation
@@ -159,6 +159,7 @@ def _define_flags():
 def main(argv, config_flag):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    distributed.initialize()   # multi-host jobs (Vertex AI, SLURM, TPU pods); no-op alone
     result = train(config_flag.value, flags.FLAGS.data, flags.FLAGS.workdir, flags.FLAGS.eval_data)
     print(json.dumps(result, indent=2, sort_keys=True))
 

@@ -17,7 +17,7 @@ import sys
 import jax
 import numpy as np
 
-from magvit import checkpoints, train_utils
+from magvit import checkpoints, distributed, train_utils
 from magvit.configs.flags import check_steps
 from magvit.token_data import describe, token_iterator
 from magvit.transformer import conditions, decoding, tasks as task_lib
@@ -212,6 +212,7 @@ def main(argv):
     for name in ("data", "tokenizer", "workdir"):
         if not getattr(flags_, name):
             raise ValueError(f"--{name} is required")
+    distributed.initialize()   # multi-host jobs (Vertex AI, SLURM, TPU pods); no-op alone
     result = train(flags_.config, flags_.data, flags_.tokenizer, flags_.workdir)
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                    for k, v in sorted(result.items())))

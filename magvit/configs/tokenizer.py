@@ -18,6 +18,11 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
         disc_multipliers = (2, 4, 4)
     return ml_collections.ConfigDict(dict(
         clip_shape=(num_frames, resolution, resolution),   # (T, H, W) fed to the tokenizer
+        # Compute dtype of the VQ model's convolutions: float32 | bfloat16 (parameters, optimiser
+        # state, norms, quantizer and losses stay float32; magvit/precision.py). README's table
+        # recommends bfloat16 on GPU / TPU.
+        dtype="float32",
+        remat=False,                  # recompute residual blocks in the backward pass (memory)
         model=dict(
             filters=_SIZES[size],
             channel_multipliers=multipliers,

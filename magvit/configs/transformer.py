@@ -29,6 +29,15 @@ def transformer_config(size: str, tasks=("frame_prediction",), condition_frames:
             use_condition_segment=False,  # official default: no segment embeddings; True adds
                                           # two (1 = condition token), as this project once did
         ),
+        # Compute dtype of the layers: float32 | bfloat16 (parameters, optimiser state, norms,
+        # embeddings and logits stay float32; magvit/precision.py). README's table recommends
+        # bfloat16 on GPU / TPU.
+        dtype="float32",
+        remat=False,                  # recompute each layer in the backward pass (memory)
+        # jax.nn.dot_product_attention implementation: auto (cuDNN flash attention on a GPU in
+        # bfloat16, else XLA) | xla | cudnn. Training with attention_dropout_rate > 0 (official:
+        # 0.1) computes attention unfused, as the fused kernels have no dropout.
+        attention="auto",
         tasks=tuple(tasks),              # more than one: a multi-task model (task tokens)
         condition_frames=condition_frames,  # frame prediction: 1 (BAIR), 5 (Kinetics-600)
         # Token frames of the frame-prediction condition region; 0 = ceil(condition_frames * t / T),

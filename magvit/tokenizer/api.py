@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from magvit import checkpoints, train_utils
+from magvit import checkpoints, precision, train_utils
 from magvit.tokenizer import model as model_lib
 from magvit.tokenizer import quantizers
 from magvit.tokenizer.train_step import Models, to_unit
@@ -30,7 +30,8 @@ class Tokenizer:
                              "--config.tokenizer.model.init_from_2d=<its work directory>")
         self.config = config
         self.params = params
-        self._model = model_lib.VQModel(config.model)
+        self._model = model_lib.VQModel(config.model, dtype=precision.model_options(
+            config, "tokenizer")["dtype"])
         self.clip_shape = tuple(int(s) for s in config.clip_shape)
         self.factors = model_lib.downsampling_factors(config.model)
         self.grid_shape = model_lib.grid_shape(config.model, self.clip_shape)

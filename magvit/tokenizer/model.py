@@ -10,8 +10,12 @@ nearest-neighbour repetition followed by a 3x3(x3) conv.
 `Conv` holds a standard [kt, kh, kw, in, out] kernel; on CPU a 3D convolution runs as one 2D
 convolution over the kt time-shifted copies of the input stacked along channels (XLA's CPU 3D
 convolution is ~8x slower than its 2D one); elsewhere it is lax's native N-D convolution.
+
+Precision and memory (magvit/precision.py): convolutions compute in `dtype` (float32 | bfloat16)
+on float32 parameters; GroupNorm, the quantizer and the decoder's output are float32. `remat`
+recomputes each residual block in the backward pass instead of storing its activations.
 """
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -40,20 +44,27 @@ def convolve(x, kernel):
 
 
 class Conv(nn.Module):
-    """Like flax's nn.Conv (same parameter names, shapes and initialisers), stride 1, 'SAME'."""
+    """Like flax's nn.Conv (same parameter names, shapes and initialisers), stride 1, 'SAME';
+    float32 parameters, computed in `dtype`."""
     features: int
     kernel_size: Sequence[int]
     use_bias: bool = True
     kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
         kernel = self.param("kernel", self.kernel_init,
                             (*self.kernel_size, x.shape[-1], self.features))
-        y = convolve(x, kernel)
+        y = convolve(x.astype(self.dtype), kernel.astype(self.dtype))
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
         return y
+
+
+def _norm(num_groups: int, name: str):
+    """GroupNorm computed and returned in float32 (whatever the compute dtype)."""
+    return nn.GroupNorm(num_groups, dtype=jnp.float32, name=name)
 
 
 def _kernel(spatial_dims: int, size: int = 3) -> tuple[int, ...]:
@@ -64,18 +75,23 @@ class ResBlock(nn.Module):
     filters: int
     num_groups: int
     spatial_dims: int = 3
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x):
         k = _kernel(self.spatial_dims)
-        h = nn.swish(nn.GroupNorm(self.num_groups, name="norm1")(x))
-        h = Conv(self.filters, k, use_bias=False, name="conv1")(h)
-        h = nn.swish(nn.GroupNorm(self.num_groups, name="norm2")(h))
-        h = Conv(self.filters, k, use_bias=False, name="conv2")(h)
+        h = nn.swish(_norm(self.num_groups, "norm1")(x))
+        h = Conv(self.filters, k, use_bias=False, dtype=self.dtype, name="conv1")(h)
+        h = nn.swish(_norm(self.num_groups, "norm2")(h))
+        h = Conv(self.filters, k, use_bias=False, dtype=self.dtype, name="conv2")(h)
         if x.shape[-1] != self.filters:
             x = Conv(self.filters, _kernel(self.spatial_dims, 1), use_bias=False,
-                        name="shortcut")(x)
-        return x + h
+                     dtype=self.dtype, name="shortcut")(x)
+        return x.astype(self.dtype) + h
+
+
+def _res_block(remat: bool):
+    return nn.remat(ResBlock) if remat else ResBlock
 
 
 def _window(spatial_dims: int, temporal: bool) -> tuple[int, ...]:
@@ -108,21 +124,25 @@ class Encoder(nn.Module):
     num_groups: int
     latent_dim: int
     spatial_dims: int = 3
+    dtype: Any = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, x):
-        d = self.spatial_dims
-        x = Conv(self.filters, _kernel(d), use_bias=False, name="conv_in")(x)
+        """-> float32 latents."""
+        d, dtype, block = self.spatial_dims, self.dtype, _res_block(self.remat)
+        x = Conv(self.filters, _kernel(d), use_bias=False, dtype=dtype, name="conv_in")(x)
         for level, multiplier in enumerate(self.channel_multipliers):
             for i in range(self.num_res_blocks):
-                x = ResBlock(self.filters * multiplier, self.num_groups, d,
-                             name=f"down{level}_block{i}")(x)
+                x = block(self.filters * multiplier, self.num_groups, d, dtype,
+                          name=f"down{level}_block{i}")(x)
             if level < len(self.channel_multipliers) - 1:
                 x = downsample(x, d, bool(self.temporal_downsample[level]))
         for i in range(self.num_res_blocks):
-            x = ResBlock(x.shape[-1], self.num_groups, d, name=f"mid_block{i}")(x)
-        x = nn.swish(nn.GroupNorm(self.num_groups, name="norm_out")(x))
-        return Conv(self.latent_dim, _kernel(d, 1), name="conv_out")(x)
+            x = block(x.shape[-1], self.num_groups, d, dtype, name=f"mid_block{i}")(x)
+        x = nn.swish(_norm(self.num_groups, "norm_out")(x))
+        return Conv(self.latent_dim, _kernel(d, 1), dtype=dtype, name="conv_out")(x).astype(
+            jnp.float32)
 
 
 class Decoder(nn.Module):
@@ -133,36 +153,45 @@ class Decoder(nn.Module):
     num_groups: int
     out_channels: int = 3
     spatial_dims: int = 3
+    dtype: Any = jnp.float32
+    remat: bool = False
 
     @nn.compact
     def __call__(self, z):
-        d = self.spatial_dims
+        """-> float32 pixels."""
+        d, dtype, block = self.spatial_dims, self.dtype, _res_block(self.remat)
         top = self.filters * self.channel_multipliers[-1]
-        x = Conv(top, _kernel(d), name="conv_in")(z)
+        x = Conv(top, _kernel(d), dtype=dtype, name="conv_in")(z)
         for i in range(self.num_res_blocks):
-            x = ResBlock(top, self.num_groups, d, name=f"mid_block{i}")(x)
+            x = block(top, self.num_groups, d, dtype, name=f"mid_block{i}")(x)
         for level in reversed(range(len(self.channel_multipliers))):
             filters = self.filters * self.channel_multipliers[level]
             for i in range(self.num_res_blocks):
-                x = ResBlock(filters, self.num_groups, d, name=f"up{level}_block{i}")(x)
+                x = block(filters, self.num_groups, d, dtype, name=f"up{level}_block{i}")(x)
             if level > 0:
                 x = upsample(x, d, bool(self.temporal_downsample[level - 1]))
-                x = Conv(filters, _kernel(d), name=f"up{level}_conv")(x)
-        x = nn.swish(nn.GroupNorm(self.num_groups, name="norm_out")(x))
-        return Conv(self.out_channels, _kernel(d), name="conv_out")(x)
+                x = Conv(filters, _kernel(d), dtype=dtype, name=f"up{level}_conv")(x)
+        x = nn.swish(_norm(self.num_groups, "norm_out")(x))
+        return Conv(self.out_channels, _kernel(d), dtype=dtype, name="conv_out")(x).astype(
+            jnp.float32)
 
 
 class VQModel(nn.Module):
-    """Encoder -> quantizer -> decoder. Pixels in [0, 1]; `spatial_dims` 3 (video) or 2 (image)."""
+    """Encoder -> quantizer -> decoder. Pixels in [0, 1]; `spatial_dims` 3 (video) or 2 (image).
+
+    `dtype` / `remat`: see the module docstring (`precision.model_options(config.tokenizer)`).
+    """
     config: ml_collections.ConfigDict   # the tokenizer `model` section
     spatial_dims: int = 3
+    dtype: Any = jnp.float32
+    remat: bool = False
 
     def setup(self):
         c = self.config
         common = dict(filters=c.filters, channel_multipliers=tuple(c.channel_multipliers),
                       temporal_downsample=tuple(c.temporal_downsample),
                       num_res_blocks=c.num_res_blocks, num_groups=c.num_groups,
-                      spatial_dims=self.spatial_dims)
+                      spatial_dims=self.spatial_dims, dtype=self.dtype, remat=self.remat)
         self.encoder = Encoder(latent_dim=quantizers.latent_dim(c), **common)
         self.quantizer = quantizers.build(c)
         self.decoder = Decoder(**common)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from magvit import train_utils
+from magvit import precision, train_utils
 from magvit.tokenizer import discriminator as discriminator_lib
 from magvit.tokenizer import losses, perceptual
 from magvit.tokenizer.model import VQModel
@@ -53,7 +53,8 @@ class Models:
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.spatial_dims = spatial_dims(config)
-        self.generator = VQModel(config.model, self.spatial_dims)
+        self.generator = VQModel(config.model, self.spatial_dims,
+                                 **precision.model_options(config, "tokenizer"))
         self.discriminator = discriminator_lib.build(config.discriminator)
         self.optimizer = make_optimizer(config)
 

@@ -3,7 +3,7 @@
 The same network as the bidirectional model (model.Transformer with `causal=True`), reading the
 prefix (task token, class token) then producing the N visual tokens one at a time; each step runs
 one position against the cached keys and values. Known (condition) tokens, if given, are forced.
-It exists to measure the speed claim of the paper on our own code (bench/bench_transformer.py).
+It exists to measure the speed claim of the paper on our own code (bench/bench_train.py).
 """
 import functools
 

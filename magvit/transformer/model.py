@@ -9,27 +9,78 @@ are ignored.
 `causal=True` gives the same network as a left-to-right language model; with `decode=True` it runs
 one (or a few) positions at a time against a key/value cache (flax "cache" collection), which is
 what the autoregressive baseline (autoregressive.py) uses.
+
+Attention runs through `jax.nn.dot_product_attention` (cuDNN flash attention on a GPU in
+bfloat16, `attention="auto"`), except in training with attention dropout, which the fused kernels
+lack (`attend_with_dropout`, the same computation written out). `dtype` is the compute dtype of the
+dense layers and attention; embeddings, LayerNorms, the residual stream and the logits are float32
+(magvit/precision.py). `remat` recomputes each layer in the backward pass.
 """
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from magvit import precision
+
 _init = nn.initializers.truncated_normal(stddev=0.02)  # +-2 sigma
+
+
+def attend(q, k, v, mask=None, *, causal: bool = False, implementation=None):
+    """softmax(q k^T / sqrt(d) [masked]) v through jax.nn.dot_product_attention (cuDNN flash
+    attention when `implementation="cudnn"`); q [B, Lq, H, D], k/v [B, Lk, H, D], mask bool
+    broadcastable to [B, H, Lq, Lk] (True = attend). Logits and softmax are float32.
+    `implementation="cudnn-or-xla"`: cuDNN where it takes these shapes and dtypes, else XLA."""
+    if implementation == "cudnn-or-xla":
+        try:
+            return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal,
+                                                implementation="cudnn")
+        except (ValueError, NotImplementedError, RuntimeError, TypeError):
+            implementation = "xla"       # raised while tracing: a shape cuDNN does not support
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal,
+                                        implementation=implementation)
+
+
+def attend_with_dropout(q, k, v, mask, causal: bool, dropout):
+    """The same attention written out, with dropout on the attention weights (training with
+    `attention_dropout_rate` > 0, which the fused kernels do not support)."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+    logits = logits / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
+    if causal:
+        lower = jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))
+        mask = lower if mask is None else mask & lower
+    if mask is not None:
+        logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    weights = dropout(jax.nn.softmax(logits, axis=-1)).astype(v.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+
+
+def attention_implementation(name: str, dtype) -> str | None:
+    """`transformer.attention`: auto -> cuDNN flash attention on a GPU in bfloat16, else XLA."""
+    if name == "auto":
+        use_cudnn = jax.default_backend() == "gpu" and jnp.dtype(dtype) == jnp.bfloat16
+        return "cudnn-or-xla" if use_cudnn else "xla"
+    if name not in ("xla", "cudnn"):
+        raise ValueError(f"--config.transformer.attention={name!r}: expected auto, xla or cudnn")
+    return name
 
 
 class SelfAttention(nn.Module):
     num_heads: int
     dropout_rate: float
     causal: bool = False
+    dtype: Any = jnp.float32
+    implementation: str = "xla"
 
     @nn.compact
     def __call__(self, x, deterministic: bool, decode: bool = False):
         batch, length, hidden = x.shape
         head_dim = hidden // self.num_heads
-        qkv = nn.DenseGeneral((3, self.num_heads, head_dim), kernel_init=_init, name="qkv")(x)
+        qkv = nn.DenseGeneral((3, self.num_heads, head_dim), kernel_init=_init, dtype=self.dtype,
+                              name="qkv")(x)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]          # [B, L, heads, head_dim]
-        query_pos = jnp.arange(length)
-        key_pos = jnp.arange(length)
+        causal, mask, implementation = self.causal, None, self.implementation
         if decode:
             # The cache is sized by the first (initialising) call, made with the full length.
             initialised = self.has_variable("cache", "key")
@@ -42,16 +93,19 @@ class SelfAttention(nn.Module):
                 value.value = jax.lax.dynamic_update_slice(value.value, v, (0, start, 0, 0))
                 index.value = start + length
                 k, v = key.value, value.value
-                query_pos = start + query_pos
-                key_pos = jnp.arange(k.shape[1])
-                # Unwritten cache slots lie after every query: the causal mask hides them.
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(head_dim).astype(q.dtype)
-        if self.causal:
-            logits = jnp.where(key_pos[None, :] <= query_pos[:, None], logits, -1e9)
-        weights = jax.nn.softmax(logits, axis=-1)
-        weights = nn.Dropout(self.dropout_rate)(weights, deterministic=deterministic)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-        return nn.DenseGeneral(hidden, axis=(-2, -1), kernel_init=_init, name="out")(out)
+                # Query i (at start + i) sees the cache up to itself; unwritten slots lie after
+                # every query, so this causal mask also hides them.
+                mask = (jnp.arange(k.shape[1])[None, :]
+                        <= start + jnp.arange(length)[:, None])[None, None]
+                causal, implementation = False, "xla"    # a cached step is a matrix-vector product
+        if deterministic or self.dropout_rate == 0.0:
+            out = attend(q, k, v, mask, causal=causal, implementation=implementation)
+        else:
+            dropout = nn.Dropout(self.dropout_rate)
+            out = attend_with_dropout(q, k, v, mask, causal,
+                                      lambda w: dropout(w, deterministic=False))
+        return nn.DenseGeneral(hidden, axis=(-2, -1), kernel_init=_init, dtype=self.dtype,
+                               name="out")(out)
 
 
 class Layer(nn.Module):
@@ -60,17 +114,20 @@ class Layer(nn.Module):
     dropout_rate: float
     attention_dropout_rate: float
     causal: bool = False
+    dtype: Any = jnp.float32
+    attention: str = "xla"
 
     @nn.compact
     def __call__(self, x, deterministic: bool, decode: bool = False):
-        y = SelfAttention(self.num_heads, self.attention_dropout_rate, self.causal,
-                          name="attention")(x, deterministic, decode)
+        """x float32 [B, L, hidden] -> float32 (the post-LN residual stream stays float32)."""
+        y = SelfAttention(self.num_heads, self.attention_dropout_rate, self.causal, self.dtype,
+                          self.attention, name="attention")(x, deterministic, decode)
         y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-        x = nn.LayerNorm(epsilon=1e-12, name="attention_norm")(x + y)
-        y = nn.Dense(self.mlp_dim, kernel_init=_init, name="mlp_in")(x)
-        y = nn.Dense(x.shape[-1], kernel_init=_init, name="mlp_out")(nn.gelu(y))
+        x = nn.LayerNorm(epsilon=1e-12, dtype=jnp.float32, name="attention_norm")(x + y)
+        y = nn.Dense(self.mlp_dim, kernel_init=_init, dtype=self.dtype, name="mlp_in")(x)
+        y = nn.Dense(x.shape[-1], kernel_init=_init, dtype=self.dtype, name="mlp_out")(nn.gelu(y))
         y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-        return nn.LayerNorm(epsilon=1e-12, name="mlp_norm")(x + y)
+        return nn.LayerNorm(epsilon=1e-12, dtype=jnp.float32, name="mlp_norm")(x + y)
 
 
 class Transformer(nn.Module):
@@ -84,6 +141,9 @@ class Transformer(nn.Module):
     attention_dropout_rate: float = 0.1
     num_segments: int = 0
     causal: bool = False
+    dtype: Any = jnp.float32       # compute dtype of the layers (parameters stay float32)
+    remat: bool = False            # recompute each layer in the backward pass (training)
+    attention: str = "auto"        # auto | xla | cudnn (attention_implementation)
 
     @nn.compact
     def __call__(self, tokens, segment_ids=None, deterministic: bool = True, decode: bool = False):
@@ -107,12 +167,16 @@ class Transformer(nn.Module):
                              name="segment")(segment_ids)
         x = nn.LayerNorm(epsilon=1e-12, name="embedding_norm")(x)
         x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+        layer = nn.remat(Layer, static_argnums=(2, 3)) if self.remat and not decode else Layer
+        implementation = attention_implementation(self.attention, self.dtype)
         for i in range(self.num_layers):
-            x = Layer(self.num_heads, self.mlp_dim, self.dropout_rate, self.attention_dropout_rate,
-                      self.causal, name=f"layer_{i}")(x, deterministic, decode)
+            x = layer(self.num_heads, self.mlp_dim, self.dropout_rate, self.attention_dropout_rate,
+                      self.causal, self.dtype, implementation, name=f"layer_{i}")(
+                          x, deterministic, decode)
         # Tied output head (BERT MLM): transform, then project on the word embeddings.
-        x = nn.Dense(self.hidden_size, kernel_init=_init, name="head_transform")(x)
-        x = nn.LayerNorm(epsilon=1e-12, name="head_norm")(nn.gelu(x))
+        x = nn.Dense(self.hidden_size, kernel_init=_init, dtype=self.dtype,
+                     name="head_transform")(x)
+        x = nn.LayerNorm(epsilon=1e-12, dtype=jnp.float32, name="head_norm")(nn.gelu(x))
         bias = self.param("head_bias", nn.initializers.zeros, (self.vocab_size,))
         return (word.attend(x) + bias).astype(jnp.float32)
 
@@ -125,4 +189,5 @@ def build_model(transformer_config, vocab_size: int, max_length: int, causal: bo
                        dropout_rate=m.dropout_rate,
                        attention_dropout_rate=m.attention_dropout_rate,
                        num_segments=2 if m.get("use_condition_segment", False) else 0,
-                       causal=causal)
+                       causal=causal, attention=transformer_config.get("attention", "auto"),
+                       **precision.model_options(transformer_config, "transformer"))
