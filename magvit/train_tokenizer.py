@@ -90,13 +90,14 @@ def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
     """Trains (or resumes) to `tokenizer.training.num_train_steps`; returns the final metrics."""
     tcfg = config.tokenizer
     training = tcfg.training
+    check_steps(training.num_train_steps, "tokenizer.training.num_train_steps")
+    data.check_has_records(data.list_files(train_pattern), train_pattern)   # before any work
     models, mesh, steps, _ = _setup(tcfg)
     logging.info("perceptual loss: %s", (
         f"on, weight {tcfg.loss.perceptual_weight}, ResNet-50 {tcfg.loss.perceptual_weights}"
         if models.perceptual_variables is not None
         else "off (tokenizer.loss.perceptual_weights is empty)"))
     train_utils.check_batch_size(training.batch_size, mesh, "tokenizer.training.batch_size")
-    check_steps(training.num_train_steps, "tokenizer.training.num_train_steps")
     checkpoints.check_resume(config, workdir, RESUME_KEYS)
     checkpointer = checkpoints.Checkpointer(workdir, training.max_checkpoints_to_keep,
                                             training.checkpoint_every_steps)
