@@ -19,10 +19,9 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from magvit import checkpoints, data, train_utils
-from magvit.configs.flags import define_config_flag, normalize_argv
+from magvit import checkpoints, cli, data, train_utils
 from magvit.metrics import reconstruction
 from magvit.tokenizer import inflation
 from magvit.tokenizer import train_step as train_step_lib
@@ -143,23 +142,27 @@ def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
     return result
 
 
-def _define_flags():
-    """CLI flags, defined only when run as a program (importing this module defines none)."""
-    config = define_config_flag("tiny")
-    flags.DEFINE_string("data", None, "Glob(s) of raw-clip TFRecords to train on (comma-separated).")
-    flags.DEFINE_string("workdir", None, "Where checkpoints, config.json and TensorBoard logs go.")
-    flags.DEFINE_string("eval_data", None, "Glob(s) of held-out clip TFRecords for final metrics.")
-    flags.mark_flags_as_required(["data", "workdir"])
-    return config
+def _define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("data", None, "Glob(s) of raw-clip TFRecords to train on (comma-separated).",
+                        flag_values=fv)
+    flags.DEFINE_string("workdir", None, "Where checkpoints, config.json and TensorBoard logs go.",
+                        flag_values=fv)
+    flags.DEFINE_string("eval_data", None, "Glob(s) of held-out clip TFRecords for final metrics.",
+                        flag_values=fv)
 
 
-def main(argv, config_flag):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    result = train(config_flag.value, flags.FLAGS.data, flags.FLAGS.workdir, flags.FLAGS.eval_data)
+PROGRAM = cli.Program("magvit.train_tokenizer", __doc__, _define_flags,
+                      required=("data", "workdir"))
+
+
+def _main(fv: flags.FlagValues, _) -> None:
+    result = train(fv.config, fv.data, fv.workdir, fv.eval_data)
     print(json.dumps(result, indent=2, sort_keys=True))
 
 
+def main(argv: list[str] | None = None) -> int:
+    return PROGRAM.run(_main, argv)
+
+
 if __name__ == "__main__":
-    _config_flag = _define_flags()
-    app.run(functools.partial(main, config_flag=_config_flag), argv=normalize_argv(sys.argv))
+    sys.exit(main())
