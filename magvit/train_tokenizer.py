@@ -56,8 +56,11 @@ def _initial_state(models, config, mesh):
     return train_utils.replicate(state, mesh)
 
 
-def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed: int = 0) -> dict:
-    """Reconstruction metrics of `params` on the clips of `pattern` (one pass, or `max_batches`)."""
+def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed: int = 0,
+             examples: list | None = None) -> dict:
+    """Reconstruction metrics of `params` on the clips of `pattern` (one pass, or `max_batches`).
+
+    `examples`, a list, receives (clips, reconstructions) of the first batch (uint8)."""
     _, mesh, _, reconstruct = _setup(tokenizer_config)
     batch_size = tokenizer_config.training.batch_size
     clips = data.ResumableIterator(pattern, data.clip_parser(tokenizer_config.clip_shape),
@@ -72,6 +75,8 @@ def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed:
         padded = np.concatenate([frames, np.repeat(frames[-1:], batch_size - n, 0)])
         recon, ids = reconstruct(params, train_utils.shard_batch(padded, mesh))
         recon, ids = np.asarray(recon)[:n], np.asarray(ids)[:n]
+        if examples is not None and i == 0:
+            examples.append((frames, recon))
         psnrs.append(reconstruction.psnr(frames, recon).mean(axis=1))
         ssims.append(reconstruction.ssim(frames, recon).mean(axis=1))
         ids_all.append(ids)
@@ -130,10 +135,14 @@ def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
     result = {"step": int(jax.device_get(state.step)),
               **{f"train_{k}": v for k, v in metrics.items()}}
     if eval_pattern:
+        shown = []
         eval_metrics = evaluate(tcfg, state.ema_params, eval_pattern, training.eval_batches,
-                                config.seed)
+                                config.seed, examples=shown)
         eval_writer = train_utils.MetricWriter(os.path.join(workdir, "eval"))
         eval_writer.write_scalars(result["step"], eval_metrics)
+        # clip (top) over its reconstruction (bottom), frames left to right
+        eval_writer.write_images(result["step"], {
+            "reconstructions": train_utils.video_strips(*shown[0])})
         eval_writer.close()
         if jax.process_index() == 0:
             with open(os.path.join(workdir, EVAL_METRICS_FILE), "w") as f:

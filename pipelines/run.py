@@ -1,6 +1,6 @@
 """Runs MAGVIT as one TFX pipeline, from raw videos to trained models and their metrics.
 
-    python -m pipelines.run --dataset=demo --config=tiny --pipeline_root=runs/demo --runner=DirectRunner
+    python -m pipelines.run --dataset=demo --config=tiny --pipeline_root=runs/demo
 
 `--orchestrator=local` runs the stages here with LocalDagRunner and a SQLite MLMD store under the
 pipeline root (a second run with the same inputs and config is served from cache) and ends with a
@@ -8,8 +8,8 @@ summary; `--orchestrator=kubeflow` compiles the same pipeline to the KFP v2 JSON
 Pipelines and Vertex AI Pipelines run, in the container image given by `--image` (Dockerfile).
 
 Beam pipeline options (`--runner`, `--direct_num_workers`, `--project`, `--region`,
-`--temp_location`, `--setup_file`...) pass through to every Beam stage; any other unknown flag is
-an error. Every hyper-parameter comes from `--config` (`--config.key=value` overrides one field).
+`--temp_location`, `--setup_file`...) pass through to every Beam stage (without `--runner`: the
+in-process FnApiRunner, see pipelines/beam_options.py); any other unknown flag is an error. Every hyper-parameter comes from `--config` (`--config.key=value` overrides one field).
 """
 import dataclasses
 import os
