@@ -163,7 +163,9 @@ def _baseline_set(task, real_pattern: str, clip_shape, eval_config, out_dir: str
 
 
 def _write_gallery(gallery_dir: str, samples, task, truth, fps: float) -> None:
-    """`magvit.sample.write_outputs` into `gallery_dir`, through a local folder when remote."""
+    """`magvit.sample.write_outputs` into `gallery_dir`, through a local folder when remote; the
+    contact sheet also as a TensorBoard image (`<out_dir>/tensorboard`, tag `gallery/<task>`)."""
+    _write_gallery_summary(gallery_dir, samples, task, truth)
     if "://" not in gallery_dir:
         sample.write_outputs(gallery_dir, samples, task, truth, fps=fps)
         return
@@ -172,6 +174,16 @@ def _write_gallery(gallery_dir: str, samples, task, truth, fps: float) -> None:
         for path in sample.write_outputs(local, samples, task, truth, fps=fps):
             tf.io.gfile.copy(path, os.path.join(gallery_dir, os.path.basename(path)),
                              overwrite=True)
+
+
+def _write_gallery_summary(gallery_dir: str, samples, task, truth) -> None:
+    rows = [[video] if truth is None else
+            [task.condition_video(truth[i:i + 1])[0], video, truth[i]]
+            for i, video in enumerate(samples)]  # as the gallery's contact sheet
+    logdir = os.path.join(os.path.dirname(os.path.dirname(gallery_dir)), "tensorboard")
+    writer = train_utils.MetricWriter(logdir)
+    writer.write_images(0, {f"gallery/{task.name}": sample.contact_sheet(rows)})
+    writer.close()
 
 
 def _mean(values):

@@ -14,7 +14,7 @@ import os
 import jax
 import numpy as np
 
-from magvit import checkpoints, train_utils
+from magvit import checkpoints, cli, train_utils
 from magvit.train_transformer import TransformerSetup
 from magvit.transformer import conditions, tasks as task_lib
 
@@ -149,29 +149,38 @@ def write_outputs(out_dir: str, samples: np.ndarray, task, truth=None, fps: floa
     return paths + [sheet]
 
 
-def main(argv):
+def _define_flags(fv) -> None:
     from absl import flags
+    flags.DEFINE_enum("task", None, list(task_lib.TASK_NAMES), "Task to sample (a trained one).",
+                      flag_values=fv)
+    flags.DEFINE_string("tokenizer", None, "Tokenizer work directory.", flag_values=fv)
+    flags.DEFINE_string("transformer", None, "Transformer work directory.", flag_values=fv)
+    flags.DEFINE_string("input", None, "Condition clip (video file) for conditional tasks.",
+                        flag_values=fv)
+    flags.DEFINE_integer("class", None, "Class id for class-conditional tasks.", flag_values=fv)
+    flags.DEFINE_integer("num_samples", 1, "Samples per input clip / class.", lower_bound=1,
+                         flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=fv)
+    flags.DEFINE_float("fps", 8, "Frame rate of the written videos.", flag_values=fv)
+    flags.DEFINE_string("out", None, "Output folder.", flag_values=fv)
+
+
+def _main(f, _) -> None:
     from magvit.tokenizer.api import Tokenizer
     from magvit.video_io import read_video
-    f = flags.FLAGS
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name in ("task", "tokenizer", "transformer", "out"):
-        if not getattr(f, name):
-            raise ValueError(f"--{name} is required")
-    tokenizer = Tokenizer.load(f.tokenizer)
-    sampler = Sampler(f.transformer, tokenizer)
-    truth = None
-    if f.input:
-        frames = read_video(f.input)
-        t = int(tokenizer.clip_shape[0])
-        if len(frames) < t:
-            raise ValueError(f"--input={f.input}: {len(frames)} frames, the tokenizer needs {t}")
-        truth = frames[None, :t]
     try:
-        samples = sampler.generate(f.task, truth, getattr(f, "class"), f.num_samples, f.seed)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        tokenizer = Tokenizer.load(f.tokenizer)
+        sampler = Sampler(f.transformer, tokenizer)
+        truth = None
+        if f.input:
+            frames = read_video(f.input)
+            t = int(tokenizer.clip_shape[0])
+            if len(frames) < t:
+                raise ValueError(f"--input={f.input}: {len(frames)} frames, the tokenizer needs {t}")
+            truth = frames[None, :t]
+        samples = sampler.generate(f.task, truth, f["class"].value, f.num_samples, f.seed)
+    except (ValueError, FileNotFoundError) as e:
+        raise cli.UsageError(str(e)) from e
     if truth is not None:
         truth = np.repeat(truth, f.num_samples, axis=0)
     spec = task_lib.task_from_config(f.task, sampler.config.transformer)
@@ -179,15 +188,14 @@ def main(argv):
         print(path)
 
 
+PROGRAM = cli.Program("magvit.sample", __doc__, _define_flags, config_default=None,
+                      required=("task", "tokenizer", "transformer", "out"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return PROGRAM.run(_main, argv)
+
+
 if __name__ == "__main__":
-    from absl import app, flags
-    flags.DEFINE_string("task", None, f"One of {', '.join(task_lib.TASK_NAMES)} (trained ones).")
-    flags.DEFINE_string("tokenizer", None, "Tokenizer work directory.")
-    flags.DEFINE_string("transformer", None, "Transformer work directory.")
-    flags.DEFINE_string("input", None, "Condition clip (video file) for conditional tasks.")
-    flags.DEFINE_integer("class", None, "Class id for class-conditional tasks.")
-    flags.DEFINE_integer("num_samples", 1, "Samples per input clip / class.")
-    flags.DEFINE_integer("seed", 0, "Sampling seed.")
-    flags.DEFINE_float("fps", 8, "Frame rate of the written videos.")
-    flags.DEFINE_string("out", None, "Output folder.")
-    app.run(main)
+    import sys
+    sys.exit(main())

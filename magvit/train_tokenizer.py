@@ -19,10 +19,10 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from magvit import checkpoints, data, distributed, remote, train_utils
-from magvit.configs.flags import check_steps, define_config_flag, normalize_argv
+from magvit import checkpoints, cli, data, distributed, remote, train_utils
+from magvit.configs.flags import check_steps
 from magvit.metrics import reconstruction
 from magvit.tokenizer import inflation
 from magvit.tokenizer import train_step as train_step_lib
@@ -58,8 +58,11 @@ def _initial_state(models, config, mesh):
     return train_utils.replicate(state, mesh)
 
 
-def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed: int = 0) -> dict:
-    """Reconstruction metrics of `params` on the clips of `pattern` (one pass, or `max_batches`)."""
+def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed: int = 0,
+             examples: list | None = None) -> dict:
+    """Reconstruction metrics of `params` on the clips of `pattern` (one pass, or `max_batches`).
+
+    `examples`, a list, receives (clips, reconstructions) of the first batch (uint8)."""
     _, mesh, _, reconstruct = _setup(tokenizer_config)
     batch_size = tokenizer_config.training.batch_size
     clips = data.ResumableIterator(pattern, data.clip_parser(tokenizer_config.clip_shape),
@@ -74,6 +77,8 @@ def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed:
         padded = np.concatenate([frames, np.repeat(frames[-1:], batch_size - n, 0)])
         recon, ids = reconstruct(params, train_utils.shard_batch(padded, mesh))
         recon, ids = np.asarray(recon)[:n], np.asarray(ids)[:n]
+        if examples is not None and i == 0:
+            examples.append((frames, recon))
         psnrs.append(reconstruction.psnr(frames, recon).mean(axis=1))
         ssims.append(reconstruction.ssim(frames, recon).mean(axis=1))
         ids_all.append(ids)
@@ -135,10 +140,14 @@ def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
     result = {"step": int(jax.device_get(state.step)),
               **{f"train_{k}": v for k, v in metrics.items()}}
     if eval_pattern:
+        shown = []
         eval_metrics = evaluate(tcfg, state.ema_params, eval_pattern, training.eval_batches,
-                                config.seed)
+                                config.seed, examples=shown)
         eval_writer = train_utils.MetricWriter(os.path.join(workdir, "eval"))
         eval_writer.write_scalars(result["step"], eval_metrics)
+        # clip (top) over its reconstruction (bottom), frames left to right
+        eval_writer.write_images(result["step"], {
+            "reconstructions": train_utils.video_strips(*shown[0])})
         eval_writer.close()
         if jax.process_index() == 0:
             remote.write_text(os.path.join(workdir, EVAL_METRICS_FILE),
@@ -147,24 +156,28 @@ def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
     return result
 
 
-def _define_flags():
-    """CLI flags, defined only when run as a program (importing this module defines none)."""
-    config = define_config_flag("tiny")
-    flags.DEFINE_string("data", None, "Glob(s) of raw-clip TFRecords to train on (comma-separated).")
-    flags.DEFINE_string("workdir", None, "Where checkpoints, config.json and TensorBoard logs go.")
-    flags.DEFINE_string("eval_data", None, "Glob(s) of held-out clip TFRecords for final metrics.")
-    flags.mark_flags_as_required(["data", "workdir"])
-    return config
+def _define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("data", None, "Glob(s) of raw-clip TFRecords to train on (comma-separated).",
+                        flag_values=fv)
+    flags.DEFINE_string("workdir", None, "Where checkpoints, config.json and TensorBoard logs go.",
+                        flag_values=fv)
+    flags.DEFINE_string("eval_data", None, "Glob(s) of held-out clip TFRecords for final metrics.",
+                        flag_values=fv)
 
 
-def main(argv, config_flag):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+PROGRAM = cli.Program("magvit.train_tokenizer", __doc__, _define_flags,
+                      required=("data", "workdir"))
+
+
+def _main(fv: flags.FlagValues, _) -> None:
     distributed.initialize()   # multi-host jobs (Vertex AI, SLURM, TPU pods); no-op alone
-    result = train(config_flag.value, flags.FLAGS.data, flags.FLAGS.workdir, flags.FLAGS.eval_data)
+    result = train(fv.config, fv.data, fv.workdir, fv.eval_data)
     print(json.dumps(result, indent=2, sort_keys=True))
 
 
+def main(argv: list[str] | None = None) -> int:
+    return PROGRAM.run(_main, argv)
+
+
 if __name__ == "__main__":
-    _config_flag = _define_flags()
-    app.run(functools.partial(main, config_flag=_config_flag), argv=normalize_argv(sys.argv))
+    sys.exit(main())

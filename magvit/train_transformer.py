@@ -17,7 +17,7 @@ import sys
 import jax
 import numpy as np
 
-from magvit import checkpoints, distributed, train_utils
+from magvit import checkpoints, cli, distributed, train_utils
 from magvit.configs.flags import check_steps
 from magvit.token_data import describe, token_iterator
 from magvit.transformer import conditions, decoding, tasks as task_lib
@@ -204,25 +204,30 @@ def train_with_tokenizer(config, tokens_pattern: str, tokenizer, workdir: str, *
     return dict(scalars, step=step)
 
 
-def main(argv):
+def _define_flags(fv) -> None:
     from absl import flags
-    flags_ = flags.FLAGS
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
-    for name in ("data", "tokenizer", "workdir"):
-        if not getattr(flags_, name):
-            raise ValueError(f"--{name} is required")
+    flags.DEFINE_string("data", None, "Glob of token TFRecords (comma-separated globs allowed).",
+                        flag_values=fv)
+    flags.DEFINE_string("tokenizer", None, "Tokenizer work directory (magvit.train_tokenizer).",
+                        flag_values=fv)
+    flags.DEFINE_string("workdir", None, "Where checkpoints, config.json and TensorBoard go.",
+                        flag_values=fv)
+
+
+def _main(fv, _) -> None:
     distributed.initialize()   # multi-host jobs (Vertex AI, SLURM, TPU pods); no-op alone
-    result = train(flags_.config, flags_.data, flags_.tokenizer, flags_.workdir)
+    result = train(fv.config, fv.data, fv.tokenizer, fv.workdir)
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                    for k, v in sorted(result.items())))
 
 
+PROGRAM = cli.Program("magvit.train_transformer", __doc__, _define_flags,
+                      required=("data", "tokenizer", "workdir"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return PROGRAM.run(_main, argv)
+
+
 if __name__ == "__main__":
-    from absl import app, flags
-    from magvit.configs.flags import define_config_flag, normalize_argv
-    define_config_flag()
-    flags.DEFINE_string("data", None, "Glob of token TFRecords (comma-separated globs allowed).")
-    flags.DEFINE_string("tokenizer", None, "Tokenizer work directory (magvit.train_tokenizer).")
-    flags.DEFINE_string("workdir", None, "Where checkpoints, config.json and TensorBoard go.")
-    app.run(main, argv=normalize_argv(sys.argv))
+    sys.exit(main())

@@ -104,9 +104,28 @@ class MetricWriter:
                 self._tf.summary.scalar(name, float(value), step=int(step))
         self._writer.flush()
 
+    def write_images(self, step: int, images: dict, max_outputs: int = 8) -> None:
+        """TensorBoard image summaries: name -> uint8 [N, H, W, 3] (or one [H, W, 3] image)."""
+        if self._writer is None:
+            return
+        with self._writer.as_default():
+            for name, value in images.items():
+                value = np.asarray(value, np.uint8)
+                self._tf.summary.image(name, value[None] if value.ndim == 3 else value,
+                                       step=int(step), max_outputs=max_outputs)
+        self._writer.flush()
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def video_strips(*videos: np.ndarray) -> np.ndarray:
+    """uint8 [N, k*H, T*W, 3]: per clip, its frames left to right, one row per given video
+    (e.g. truth above reconstruction), for `MetricWriter.write_images`."""
+    rows = [np.concatenate(list(np.moveaxis(np.asarray(v, np.uint8), 1, 0)), axis=2)
+            for v in videos]  # each [N, H, T*W, 3]
+    return np.concatenate(rows, axis=1)
 
 
 def progress_bar(total_steps: int, initial_step: int = 0, desc: str = "train") -> tqdm.tqdm:

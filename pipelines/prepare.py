@@ -39,12 +39,9 @@ import apache_beam as beam
 import ml_collections
 import tensorflow as tf
 from absl import flags
-from apache_beam.options.pipeline_options import PipelineOptions
-from ml_collections import config_flags as ml_config_flags
 
-from magvit import remote, video_io
-from magvit.configs import flags as config_flags
-from pipelines import clip_sampling, datasets, gfile_filesystem  # noqa: F401  (ram://)
+from magvit import cli, remote, video_io
+from pipelines import beam_options, clip_sampling, datasets, gfile_filesystem  # noqa: F401  (ram://)
 from pipelines.part_files import LazyRecordWriter, Part, atomic_path, concatenate  # noqa: F401
 from pipelines.datasets import common
 from tfrecords_schemas import clip as clip_schema
@@ -362,7 +359,7 @@ def run_prepare(dataset_config: ml_collections.ConfigDict, out_dir: str,
     clear_outputs(dataset_dir, common.split_names(config))
     write_schema(clip_schema.schema(), dataset_dir)
     started = time.time()
-    with beam.Pipeline(options=PipelineOptions(list(beam_args or []))) as pipeline:
+    with beam.Pipeline(options=beam_options.pipeline_options(beam_args)) as pipeline:
         build_pipeline(pipeline, config, dataset_dir)
     remove_work_dir(dataset_dir)   # empty folders now, and the parts of abandoned attempts
     stats = json.loads(common.read_text(os.path.join(dataset_dir, "stats.json")))
@@ -387,24 +384,27 @@ def summary(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> dict:
-    """`python -m pipelines.prepare --config=NAME --out_dir=DIR [--config.dataset.k=v] [Beam flags]`."""
-    flag_values = flags.FlagValues()   # own flag set: importing this module defines no global flags
-    flags.DEFINE_string("out_dir", None, "Where <dataset>/<split>/clips-*.tfrecord go.",
-                        flag_values=flag_values)
-    ml_config_flags.DEFINE_config_file("config", default=config_flags.config_path("tiny"),
-                                       flag_values=flag_values, lock_config=True)
-    argv = config_flags.normalize_argv(list(argv))
-    flag_values["config"]._sys_argv = argv  # pylint: disable=protected-access  (as parse_config)
+def _define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("out_dir", None, "Where <dataset>/<split>/clips-*.tfrecord go (a folder "
+                        "or gs:// path).", flag_values=fv)
+
+
+PROGRAM = cli.Program("pipelines.prepare", __doc__, _define_flags, required=("out_dir",),
+                      passthrough=beam_options.split_beam_args,
+                      passthrough_help=beam_options.BEAM_HELP)
+
+
+def _main(fv: flags.FlagValues, beam_args: list[str]) -> None:
     try:
-        beam_args = flag_values(argv, known_only=True)[1:]
-    except (KeyError, AttributeError) as e:   # an override of a field the config lacks
-        raise config_flags.ConfigFieldError(config_flags.unknown_field_message(e, argv)) from None
-    if not flag_values.out_dir:
-        raise SystemExit("pipelines.prepare: --out_dir is required")
-    stats = run_prepare(flag_values.config.dataset, flag_values.out_dir, beam_args)
+        stats = run_prepare(fv.config.dataset, fv.out_dir, beam_args)
+    except (ValueError, FileNotFoundError) as e:
+        raise cli.UsageError(str(e)) from e
     print(summary(stats))
-    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pipelines.prepare --config=NAME --out_dir=DIR [--config.dataset.k=v] [Beam flags]`."""
+    return PROGRAM.run(_main, argv)
 
 
 if __name__ == "__main__":
@@ -412,4 +412,4 @@ if __name__ == "__main__":
     # workers unpickle must name `pipelines.prepare`, which every worker process can import.
     from pipelines import prepare as _importable
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    _importable.main(sys.argv)
+    sys.exit(_importable.main())

@@ -1,7 +1,7 @@
 """Pre-tokenization: a Beam job that encodes clip records into token records with a trained 3D-VQ.
 
     python -m pipelines.pretokenize --clips='out/demo/train/clips-*' --tokenizer=runs/tok \
-        --out=out/tokens --split=train --runner=DirectRunner
+        --out=out/tokens --split=train
 
 Per split, reads `clips` (tfrecords_schemas.clip), encodes each clip with the tokenizer (loaded
 once per worker in `DoFn.setup` and shared across its threads; clips batched by `BatchElements`
@@ -21,6 +21,7 @@ import os
 import sys
 import uuid
 
+from absl import flags
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils import shared
@@ -29,9 +30,11 @@ from apache_beam.utils.windowed_value import WindowedValue
 import numpy as np
 import tensorflow as tf
 
+from magvit import cli
 from magvit.data import list_files
 from magvit.tokenizer.api import Tokenizer
 from magvit.transformer.tasks import get_task
+from pipelines import beam_options
 from pipelines import gfile_filesystem  # noqa: F401  (Beam I/O on ram://)
 from pipelines.datasets.common import Failure
 from tfrecords_schemas import clip as clip_schema
@@ -358,7 +361,7 @@ def run_pretokenize(splits: dict[str, str], tokenizer_dir: str, out_dir: str, *,
     files = {split: list_files(pattern, flag="clips") for split, pattern in splits.items()}
     for split_files in files.values():
         check_tokenizer_matches(tokenizer, split_files)
-    options = beam.options.pipeline_options.PipelineOptions(list(beam_args or []))
+    options = beam_options.pipeline_options(beam_args)
     staging = os.path.join(out_dir, f"_staging-{uuid.uuid4().hex[:12]}")
     try:
         with beam.Pipeline(options=options) as p:
@@ -378,33 +381,41 @@ def run_pretokenize(splits: dict[str, str], tokenizer_dir: str, out_dir: str, *,
     return stats
 
 
-def main(argv=None) -> int:
-    import argparse
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.pretokenize", description=__doc__.split("\n\n")[0],
-        epilog="Other flags are Beam pipeline options (--runner, --direct_num_workers, ...).")
-    parser.add_argument("--clips", required=True, help="clip TFRecords (glob, comma-separated)")
-    parser.add_argument("--tokenizer", required=True, help="trained tokenizer directory")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--split", default="train", help="split name (output subfolder)")
-    parser.add_argument("--batch_size", type=int, default=8, help="clips per encoder call")
-    parser.add_argument("--conditions", default="",
-                        help="comma-separated tasks whose condition videos to tokenize too")
-    parser.add_argument("--condition_frames", type=int, default=1,
-                        help="condition frames of frame prediction")
-    parser.add_argument("--num_shards", type=int, default=0, help="0: Beam decides")
-    args, beam_args = parser.parse_known_args(argv)
+def _define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("clips", None, "Clip TFRecords to encode (glob, comma-separated).",
+                        flag_values=fv)
+    flags.DEFINE_string("tokenizer", None, "Trained tokenizer directory (magvit.train_tokenizer).",
+                        flag_values=fv)
+    flags.DEFINE_string("out", None, "Output folder (or gs:// path).", flag_values=fv)
+    flags.DEFINE_string("split", "train", "Split name (the output subfolder).", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 8, "Clips per encoder call.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_list("conditions", [], "Tasks whose condition videos to tokenize too "
+                      "(comma-separated).", flag_values=fv)
+    flags.DEFINE_integer("condition_frames", 1, "Condition frames of frame prediction.",
+                         flag_values=fv)
+    flags.DEFINE_integer("num_shards", 0, "Output shards per split; 0: Beam decides.",
+                         lower_bound=0, flag_values=fv)
+
+
+PROGRAM = cli.Program("pipelines.pretokenize", __doc__, _define_flags,
+                      required=("clips", "tokenizer", "out"), config_default=None,
+                      passthrough=beam_options.split_beam_args,
+                      passthrough_help=beam_options.BEAM_HELP)
+
+
+def _main(fv: flags.FlagValues, beam_args: list[str]) -> None:
     try:
         stats = run_pretokenize(
-            {args.split: args.clips}, args.tokenizer, args.out, batch_size=args.batch_size,
-            conditions=tuple(c for c in args.conditions.split(",") if c),
-            condition_frames=args.condition_frames, num_shards=args.num_shards,
-            beam_args=beam_args)
+            {fv.split: fv.clips}, fv.tokenizer, fv.out, batch_size=fv.batch_size,
+            conditions=tuple(fv.conditions), condition_frames=fv.condition_frames,
+            num_shards=fv.num_shards, beam_args=beam_args)
     except (ValueError, FileNotFoundError) as e:
-        print(f"pipelines.pretokenize: error: {e}", file=sys.stderr)
-        return 2
+        raise cli.UsageError(str(e)) from e
     print(json.dumps(stats, indent=2, sort_keys=True))
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return PROGRAM.run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Runs MAGVIT as one TFX pipeline, from raw videos to trained models and their metrics.
 
-    python -m pipelines.run --dataset=demo --config=tiny --pipeline_root=runs/demo --runner=DirectRunner
+    python -m pipelines.run --dataset=demo --config=tiny --pipeline_root=runs/demo
 
 `--orchestrator=local` runs the stages here with LocalDagRunner (a second run with the same inputs
 and config is served from cache) and ends with a summary. Artifacts go under `--pipeline_root`,
@@ -12,8 +12,8 @@ With `--orchestrator=kubeflow` or a remote Beam runner (Dataflow) every path mus
 local one is refused before anything runs.
 
 Beam pipeline options (`--runner`, `--direct_num_workers`, `--project`, `--region`,
-`--temp_location`, `--setup_file`...) pass through to every Beam stage; any other unknown flag is
-an error. Every hyper-parameter comes from `--config` (`--config.key=value` overrides one field).
+`--temp_location`, `--setup_file`...) pass through to every Beam stage (without `--runner`: the
+in-process FnApiRunner, see pipelines/beam_options.py); any other unknown flag is an error. Every hyper-parameter comes from `--config` (`--config.key=value` overrides one field).
 """
 import dataclasses
 import datetime
@@ -25,7 +25,6 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # pylint: disable=wrong-import-position
-from apache_beam.options.pipeline_options import PipelineOptions
 import ml_collections
 from ml_collections import config_flags as mlc_config_flags
 from tfx.orchestration import metadata
@@ -41,6 +40,7 @@ from magvit.configs.evaluation import check_counts, real_split
 from magvit.configs.flags import config_path, normalize_argv, unknown_field_message
 from magvit.metrics import i3d, i3d_weights
 from pipelines import remote_checks
+from pipelines.beam_options import BEAM_HELP, split_beam_args  # noqa: F401 (re-exported)
 from pipelines.datasets.common import split_names
 
 HELP_FLAGS = ("-h", "-help", "--help", "--helpshort", "--helpfull")
@@ -119,29 +119,9 @@ def _flag_values(argv: list[str]) -> flags.FlagValues:
     return fv
 
 
-def _beam_option_parser():
-    """Beam's own argparse parser of every registered PipelineOptions class."""
-    captured = []
-    PipelineOptions([]).get_all_options(add_extra_args_fn=captured.append)
-    return captured[0]
-
-
-def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(ours, beam): argv tokens Beam's option parser does not know, and those it does."""
-    _, unknown = _beam_option_parser().parse_known_args(argv)
-    ours, beam, j = [], [], 0
-    for token in argv:  # parse_known_args keeps the unknown tokens in order
-        if j < len(unknown) and token == unknown[j]:
-            ours.append(token)
-            j += 1
-        else:
-            beam.append(token)
-    return ours, beam
-
-
 def usage() -> str:
     return (__doc__ + "\nFlags:\n" + _flag_values(["run"]).get_help()
-            + "\n\nBeam pipeline options: see `python -m apache_beam.examples.wordcount --help`.")
+            + f"\n\n{BEAM_HELP}")
 
 
 def parse_args(argv: list[str]) -> RunArgs:

@@ -176,14 +176,16 @@ def test_bad_inputs_go_to_dead_letters_and_multiprocess_gives_the_same_shards(tm
     assert shard_bytes(out) == shard_bytes(str(tmp_path / "multi" / "ucf101"))
 
 
-def test_cli_with_overrides_bair_random_clips_and_fixed_shards(tmp_path):
+def test_cli_with_overrides_bair_random_clips_and_fixed_shards(tmp_path, capsys):
     root = write_bair(str(tmp_path / "bair"))
-    argv = ["prepare", "--config=bair_b", f"--config.dataset.root={root}",
+    argv = ["--config=bair_b", f"--config.dataset.root={root}",
             f"--out_dir={tmp_path / 'out'}", "--config.dataset.clip_policy=random",
             "--config.dataset.clips_per_video=2", "--config.dataset.num_shards=3",
             "--config.dataset.num_frames=8", "--config.dataset.image_format=jpeg", "--direct_num_workers=1"]
-    stats = prepare.main(argv)
+    assert prepare.main(argv) == 0
     out = str(tmp_path / "out" / "bair")
+    with open(os.path.join(out, "stats.json")) as f:
+        stats = json.load(f)
     assert stats["config"]["clip_policy"] == "random" and stats["config"]["root"] == root
     # train: 3 good trajectories (one record lacks image_aux1), test: 1; 2 random clips each.
     assert stats["splits"]["train"]["videos_read"] == 3 and stats["splits"]["train"]["clips_written"] == 6
@@ -199,8 +201,9 @@ def test_cli_with_overrides_bair_random_clips_and_fixed_shards(tmp_path):
         assert r["image_format"] == b"jpeg" and r["fps"] == 10.0
     assert sorted(starts) == ["traj_256_to_511/000", "traj_256_to_511/001", "traj_512_to_767/000"]
     assert all(len(set(s)) == 2 and all(0 <= x <= 22 for x in s) for s in starts.values())
-    with pytest.raises(ValueError, match="--config.dataset.split: 'validation' is not a split of bair"):
-        prepare.main(argv + ["--config.dataset.split=validation"])
+    assert prepare.main(argv + ["--config.dataset.split=validation"]) == 2
+    assert ("pipelines.prepare: error: --config.dataset.split: 'validation' is not a split of bair"
+            in capsys.readouterr().err)
 
 
 def test_sdist_packages_the_worker_code(tmp_path):

@@ -27,7 +27,7 @@ def micro_config():
 @pytest.mark.parametrize("name, clip, grid", [
     ("bair_b", (16, 64, 64), (4, 16, 16)), ("bair_l", (16, 64, 64), (4, 16, 16)),
     ("ucf101_b", (16, 128, 128), (4, 16, 16)), ("ucf101_l", (16, 128, 128), (4, 16, 16)),
-    ("tiny", (8, 32, 32), (2, 8, 8))])
+    ("tiny", (8, 32, 32), (4, 8, 8))])
 def test_paper_config_shapes(name, clip, grid):
     config = get_config(name).tokenizer
     assert tuple(config.clip_shape) == clip and grid_shape(config.model, clip) == grid

@@ -81,13 +81,13 @@ def test_training_improves_psnr_and_resume_is_exact(clips, tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
     # The loaded tokenizer: EMA parameters, configured shapes, and reconstructions as evaluated.
-    assert full.grid_shape == (2, 8, 8) and full.clip_shape == (8, 32, 32)
-    assert full.codebook_size == 64
+    assert full.grid_shape == (4, 8, 8) and full.clip_shape == (8, 32, 32)
+    assert full.codebook_size == 256
     video = next(iter(tf.data.TFRecordDataset(test_data).take(1)))
     from tfrecords_schemas.clip import parse_clip
     frames = parse_clip(video, shape=(8, 32, 32))["frames"].numpy()[None]
     tokens = full.encode(frames)
-    assert tokens.shape == (1, 2, 8, 8) and tokens.dtype == np.int32
+    assert tokens.shape == (1, 4, 8, 8) and tokens.dtype == np.int32
     recon = full.decode(tokens)
     assert recon.shape == frames.shape and recon.dtype == np.uint8
     from magvit.metrics.reconstruction import psnr

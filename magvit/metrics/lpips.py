@@ -42,8 +42,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
+from magvit import cli
 from magvit.metrics import weight_mapping
 from magvit.metrics.reconstruction import to_unit_range
 
@@ -294,29 +295,36 @@ def convert(vgg_path: str, lin_path: str, out_path: str) -> str:
     return weights_id(out_path)
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    values = flags.FLAGS
+def _define_flags(fv: flags.FlagValues) -> None:
+    flags.DEFINE_bool("convert", False, "Convert the PyTorch weights to the LPIPS .npz layout.",
+                      flag_values=fv)
+    flags.DEFINE_string("vgg", None, "torchvision's vgg16-397923af.pth (ImageNet VGG16).",
+                        flag_values=fv)
+    flags.DEFINE_string("lin", None, "lpips' weights/v0.1/vgg.pth (the lin layers).",
+                        flag_values=fv)
+    flags.DEFINE_string("out", None, "Output .npz path.", flag_values=fv)
+
+
+def _main(values: flags.FlagValues, _) -> None:
     if not values.convert:
-        raise app.UsageError("nothing to do: pass --convert --vgg=... --lin=... --out=...")
+        raise cli.UsageError("nothing to do: pass --convert --vgg=... --lin=... --out=...")
     for name in ("vgg", "lin", "out"):
         if not values[name].value:
-            raise app.UsageError(f"--{name} is required with --convert")
+            raise cli.UsageError(f"--{name} is required with --convert: {values[name].help}")
     try:
         content_id = convert(values.vgg, values.lin, values.out)
     except LPIPSWeightsError as e:
-        sys.exit(f"error: {e}")
+        raise cli.UsageError(str(e)) from e
     print(f"wrote {values.out} ({len(weight_shapes())} arrays, id {content_id}); use it with "
           f"--lpips_weights={values.out} or --config.eval.lpips_weights={values.out}")
 
 
-def _define_flags() -> None:
-    flags.DEFINE_bool("convert", False, "Convert the PyTorch weights to the LPIPS .npz layout.")
-    flags.DEFINE_string("vgg", None, "torchvision's vgg16-397923af.pth (ImageNet VGG16).")
-    flags.DEFINE_string("lin", None, "lpips' weights/v0.1/vgg.pth (the lin layers).")
-    flags.DEFINE_string("out", None, "Output .npz path.")
+PROGRAM = cli.Program("magvit.metrics.lpips", __doc__, _define_flags, config_default=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return PROGRAM.run(_main, argv)
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main)
+    sys.exit(main())

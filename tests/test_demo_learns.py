@@ -1,0 +1,56 @@
+"""The demo visibly learns: the tiny tokenizer reconstructs the demo clips, and (slow) the whole
+README command 1 ends with frame prediction that beats copying the last condition frame."""
+import json
+import os
+
+import pytest
+
+from magvit import train_tokenizer
+from magvit.configs import get_config
+from pipelines import prepare, run
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+
+
+def test_tiny_tokenizer_learns_the_demo_in_a_short_run(tmp_path):
+    """A third of tiny's tokenizer steps on the demo data already clears a lower PSNR bar."""
+    config = get_config("tiny")
+    prepare.run_prepare(config.dataset, str(tmp_path / "data"))
+    clips = str(tmp_path / "data" / "demo" / "{}" / "clips-*")
+    config.tokenizer.training.num_train_steps = 100
+    config.tokenizer.training.checkpoint_every_steps = 1000
+    result = train_tokenizer.train(config, clips.format("train"), str(tmp_path / "tok"),
+                                   clips.format("test"))
+    assert result["step"] == 100
+    assert result["eval_psnr"] >= 22.0, result
+    assert result["eval_num_clips"] == 8
+    # TensorBoard got the reconstructions as images, beside the scalars.
+    from tensorboard.backend.event_processing import event_accumulator
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tok" / "eval"),
+                                                size_guidance={"tensors": 0})
+    events.Reload()
+    assert "reconstructions" in events.Tags()["tensors"]
+
+
+@pytest.mark.slow
+def test_readme_command_1_learns(tmp_path, capsys):
+    """README command 1 on a fixed seed: tokenizer PSNR >= 26 dB on the test split; frame
+    prediction's generated frames beat copying the last condition frame, on PSNR and on where
+    the moving shape is."""
+    import sys
+    sys.path.insert(0, BENCH)
+    import demo_check  # pylint: disable=import-error,import-outside-toplevel
+    from components import summary
+    root = str(tmp_path / "demo")
+    assert run.main(["--dataset=demo", "--config=tiny", f"--pipeline_root={root}",
+                     "--pipeline_name=demo"]) == 0
+    records = {r.stage: r for r in summary.last_run(
+        summary.open_store(os.path.join(root, run.METADATA_FILE)), "demo")}
+    clips = records["VideoExampleGen"].outputs["examples"]
+    figures = demo_check.check(records["TokenizerTrainer"].outputs["model"],
+                               records["TransformerTrainer"].outputs["model"],
+                               os.path.join(clips, "demo", "test", "clips-*"), count=16)
+    print(json.dumps(figures, indent=2))
+    assert figures["tokenizer_psnr"] >= 26.0, figures
+    assert figures["frame_prediction_psnr"] > figures["copy_last_frame_psnr"], figures
+    assert figures["motion_follows_truth"] >= 0.5, figures
