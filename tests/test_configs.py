@@ -6,8 +6,9 @@ from magvit.configs.flags import normalize_argv, parse_config, SETTINGS_FILE
 
 
 def test_every_setting_loads_and_names_its_sections():
-    assert set(NAMES) == {"bair_b", "bair_l", "bair_multitask_b", "bair_multitask_l", "ucf101_b",
-                          "ucf101_l", "kinetics600_b", "kinetics600_l", "ssv2_b", "ssv2_l", "tiny"}
+    videos = {"bair_b", "bair_l", "bair_multitask_b", "bair_multitask_l", "ucf101_b", "ucf101_l",
+              "kinetics600_b", "kinetics600_l", "ssv2_b", "ssv2_l", "tiny"}
+    assert set(NAMES) == videos | {f"{name}_image" for name in videos}  # + the 2D tokenizers
     for name in NAMES:
         config = get_config(name)
         assert config.name == name

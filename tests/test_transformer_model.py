@@ -16,6 +16,7 @@ K, N = 16, 32
 def _setup():
     config = get_config("tiny").transformer
     config.model.num_layers, config.model.hidden_size, config.model.mlp_dim = 1, 32, 64
+    config.model.dropout_rate = config.model.attention_dropout_rate = 0.1  # the official rates
     vocab = tasks.Vocabulary(K, 4, tuple(config.tasks))
     model = build_model(config, vocab.size, vocab.prefix_length + N)
     return config, vocab, model
