@@ -32,7 +32,6 @@ metrics.json names the I3D weights, their content id and the FVD protocol.
 import itertools
 import json
 import os
-import tempfile
 
 import ml_collections
 import numpy as np
@@ -163,17 +162,10 @@ def _baseline_set(task, real_pattern: str, clip_shape, eval_config, out_dir: str
 
 
 def _write_gallery(gallery_dir: str, samples, task, truth, fps: float) -> None:
-    """`magvit.sample.write_outputs` into `gallery_dir`, through a local folder when remote; the
-    contact sheet also as a TensorBoard image (`<out_dir>/tensorboard`, tag `gallery/<task>`)."""
+    """`magvit.sample.write_outputs` into `gallery_dir`; the contact sheet also as a TensorBoard
+    image (`<out_dir>/tensorboard`, tag `gallery/<task>`)."""
     _write_gallery_summary(gallery_dir, samples, task, truth)
-    if "://" not in gallery_dir:
-        sample.write_outputs(gallery_dir, samples, task, truth, fps=fps)
-        return
-    with tempfile.TemporaryDirectory() as local:
-        tf.io.gfile.makedirs(gallery_dir)
-        for path in sample.write_outputs(local, samples, task, truth, fps=fps):
-            tf.io.gfile.copy(path, os.path.join(gallery_dir, os.path.basename(path)),
-                             overwrite=True)
+    sample.write_outputs(gallery_dir, samples, task, truth, fps=fps)
 
 
 def _write_gallery_summary(gallery_dir: str, samples, task, truth) -> None:

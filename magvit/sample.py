@@ -125,16 +125,13 @@ def contact_sheet(rows: list[list[np.ndarray]], gap: int = 2) -> np.ndarray:
 
 
 def write_outputs(out_dir: str, samples: np.ndarray, task, truth=None, fps: float = 8) -> list[str]:
-    """Writes sample_NN.mp4 / .gif per sample and contact_sheet.png; returns the paths."""
+    """Writes sample_NN.mp4 / .gif per sample and contact_sheet.png into `out_dir` (local or
+    remote: the encoders write a local temporary folder, copied over with tf.io.gfile); returns
+    the paths in `out_dir`."""
+    import tempfile
+    import tensorflow as tf
     from PIL import Image
     from magvit.video_io import write_video
-    os.makedirs(out_dir, exist_ok=True)
-    paths = []
-    for i, video in enumerate(samples):
-        for ext in ("mp4", "gif"):
-            path = os.path.join(out_dir, f"sample_{i:02d}.{ext}")
-            write_video(path, video, fps=fps)
-            paths.append(path)
     rows = []
     for i, video in enumerate(samples):
         row = []
@@ -144,9 +141,18 @@ def write_outputs(out_dir: str, samples: np.ndarray, task, truth=None, fps: floa
         if truth is not None:
             row.append(truth[i])
         rows.append(row)
-    sheet = os.path.join(out_dir, "contact_sheet.png")
-    Image.fromarray(contact_sheet(rows)).save(sheet)
-    return paths + [sheet]
+    names = []
+    tf.io.gfile.makedirs(out_dir)
+    with tempfile.TemporaryDirectory() as local:  # local-only
+        for i, video in enumerate(samples):
+            for ext in ("mp4", "gif"):
+                names.append(f"sample_{i:02d}.{ext}")
+                write_video(os.path.join(local, names[-1]), video, fps=fps)
+        names.append("contact_sheet.png")
+        Image.fromarray(contact_sheet(rows)).save(os.path.join(local, names[-1]))
+        for name in names:
+            tf.io.gfile.copy(os.path.join(local, name), os.path.join(out_dir, name), overwrite=True)
+    return [os.path.join(out_dir, name) for name in names]
 
 
 def _define_flags(fv) -> None:

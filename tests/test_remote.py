@@ -73,3 +73,22 @@ def test_path_helpers(tmp_path):
     assert (tmp_path / "copy" / "a" / "b" / "c.txt").read_text() == "hello"
     assert remote.orbax_can_write("gs://b/x") and remote.orbax_can_write(str(tmp_path))
     assert not remote.orbax_can_write("ram://b/x")
+
+
+def test_sample_outputs_land_on_a_remote_folder_as_they_do_locally(tmp_path, monkeypatch):
+    from magvit.sample import write_outputs
+    from magvit.transformer import tasks
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    videos = rng.integers(0, 256, (2, 4, 16, 16, 3), dtype=np.uint8)
+    task = tasks.get_task("frame_prediction")
+    local = write_outputs(str(tmp_path / "local"), videos, task, truth=videos)
+    out = _root("samples") + "/gallery"
+    written = write_outputs(out, videos, task, truth=videos)
+    names = ["sample_00.mp4", "sample_00.gif", "sample_01.mp4", "sample_01.gif", "contact_sheet.png"]
+    assert written == [f"{out}/{name}" for name in names]
+    assert [os.path.basename(p) for p in local] == names
+    for here, there in zip(local, written):
+        with open(here, "rb") as a, tf.io.gfile.GFile(there, "rb") as b:
+            assert a.read() == b.read()
+    assert sorted(os.listdir(tmp_path)) == ["local"]  # nothing written beside it in the cwd
