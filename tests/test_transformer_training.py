@@ -140,8 +140,9 @@ def test_precomputed_condition_grids_are_used_and_built_ones_are_cached(env):
     records = dict(tokens=grids, label=env["labels"][:4].astype(np.int32),
                    clip_id=np.array([b"a", b"b", b"c", b"d"]))
     builder = conditions.ConditionTokens(env["tokenizer"], chunk=4)
-    precomputed = dict(records, **{"condition/frame_prediction": (grids + 1) % 64})
-    fp = tasks.get_task("frame_prediction")
+    codes = env["tokenizer"].codebook_size
+    precomputed = dict(records, **{"condition/frame_prediction": (grids + 1) % codes})
+    fp = tasks.get_task("frame_prediction", env["config"].transformer.condition_frames)
     seen = set()
     for step in range(6):        # one task per step (official): the batch is all FP or all CC
         batch = assemble_batch(setup, precomputed, step, builder)
@@ -150,10 +151,10 @@ def test_precomputed_condition_grids_are_used_and_built_ones_are_cached(env):
         seen.add(bool(rows[0]))
         assert setup.task_sequence[step] == (0 if rows[0] else 1)
         np.testing.assert_array_equal(batch["cond_tokens"][rows],
-                                      ((grids + 1) % 64).reshape(4, -1)[rows])
+                                      ((grids + 1) % codes).reshape(4, -1)[rows])
         assert (batch["cond_mask"][rows] == setup.token_mask(fp)).all()
         assert not batch["cond_mask"][~rows].any()
-        assert (batch["prefix"][~rows, 1] == 64 + records["label"][~rows]).all()  # class token
+        assert (batch["prefix"][~rows, 1] == codes + records["label"][~rows]).all()  # class token
     assert seen == {True, False}
     built = builder.from_tokens(fp, grids, records["clip_id"])
     expected = builder.from_pixels(fp, env["tokenizer"].decode(grids))
