@@ -28,140 +28,19 @@ import sys
 
 import apache_beam as beam
 import ml_collections
-import numpy as np
 import tensorflow as tf
 from absl import flags
 
 from magvit import cli
 from magvit.data import list_files
-from magvit.metrics import frechet, fvd, lpips, reconstruction
+from magvit.metrics import fvd, lpips
 from magvit.transformer import tasks
 from pipelines import beam_options
 from pipelines import gfile_filesystem  # noqa: F401  (Beam I/O on ram://)
-from tfrecords_schemas import clip as clip_schema
-
-DEAD_LETTER = "dead_letter"
-_LPIPS_OFF = ("not computed: no LPIPS weights given (--lpips_weights / eval.lpips_weights, an .npz "
-              "made by `python -m magvit.metrics.lpips --convert`)")
-
-
-class _ParseClip(beam.DoFn):
-    """(filename, serialized clip) -> (clip key, uint8 frames); bad records -> dead letters."""
-
-    def __init__(self, side: str):
-        self._side = side
-
-    def process(self, element):
-        filename, serialized = element
-        try:
-            clip_schema.check_clip(serialized)
-            parsed = clip_schema.parse_clip(serialized)
-            key = f"{parsed['video_id'].numpy().decode()}@{int(parsed['clip_start'])}"
-            yield key, parsed["frames"].numpy()
-        except (ValueError, tf.errors.OpError) as e:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, json.dumps({
-                "path": filename, "stage": f"evaluate/{self._side}",
-                "reason": "bad_clip_record", "detail": f"{type(e).__name__}: {e}"[:1000]}))
-
-
-class _I3DFeatures(beam.DoFn):
-    """Batches of uint8 clips -> (I3D features [n, 400], frame count), one evaluator per worker."""
-
-    def __init__(self, eval_config: dict):
-        self._eval_config = eval_config
-        self._evaluator = None
-
-    def setup(self):
-        self._evaluator = fvd.FVD.from_config(ml_collections.ConfigDict(self._eval_config))
-
-    def process(self, batch):
-        by_shape = {}
-        for frames in batch:
-            by_shape.setdefault(frames.shape, []).append(frames)
-        for shape, clips in by_shape.items():
-            yield self._evaluator.features(np.stack(clips)), shape[0]
-
-
-class _StatsCombineFn(beam.CombineFn):
-    """(features, frame count) -> (RunningStats or None, sorted frame counts seen)."""
-
-    def create_accumulator(self):
-        return None, set()
-
-    def add_input(self, accumulator, element):
-        stats, frame_counts = accumulator
-        features, num_frames = element
-        stats = stats or frechet.RunningStats(features.shape[1])
-        return stats.update(features), frame_counts | {num_frames}
-
-    def merge_accumulators(self, accumulators):
-        merged, frame_counts = None, set()
-        for stats, counts in accumulators:
-            frame_counts |= counts
-            if stats is not None:
-                merged = stats if merged is None else merged.merge(stats)
-        return merged, frame_counts
-
-    def extract_output(self, accumulator):
-        return accumulator[0], sorted(accumulator[1])
-
-
-class _PairedScores(beam.DoFn):
-    """(key, {"real": [frames], "generated": [frames]}) -> (psnr, ssim, lpips) of the generated
-    content only (`reconstruction.generated_psnr` / `generated_ssim` over the pixels outside the
-    task's known region; every pixel for a reconstruction); lpips is the mean over the frames with
-    generated pixels, 0.0 when no LPIPS weights are given (and not reported)."""
-
-    def __init__(self, lpips_weights: str, task: str = "", condition_frames: int = 1):
-        self._lpips_weights = lpips_weights
-        self._task_name, self._condition_frames = task, condition_frames
-        self._lpips = self._task = None
-
-    def setup(self):
-        if self._lpips_weights:
-            self._lpips = lpips.LPIPS.from_file(self._lpips_weights)
-        if self._task_name:
-            self._task = tasks.get_task(self._task_name, self._condition_frames)
-
-    def process(self, element):
-        _, grouped = element
-        if len(grouped["real"]) == 1 and len(grouped["generated"]) == 1:
-            real, generated = grouped["real"][0], grouped["generated"][0]
-            if real.shape == generated.shape:
-                mask = reconstruction.generated_mask(self._task, real.shape[:3])
-                frames = mask.any(axis=(1, 2))
-                yield (float(reconstruction.generated_psnr(real, generated, mask)),
-                       float(reconstruction.generated_ssim(real, generated, mask)),
-                       float(np.mean(self._lpips(real[frames], generated[frames])))
-                       if self._lpips else 0.0)
-
-
-class _MeanPairsCombineFn(beam.CombineFn):
-    """(psnr, ssim, lpips) per pair -> their means and the pair count."""
-
-    def create_accumulator(self):
-        return 0.0, 0.0, 0.0, 0
-
-    def add_input(self, accumulator, element):
-        return tuple(total + value for total, value in zip(accumulator, (*element, 1)))
-
-    def merge_accumulators(self, accumulators):
-        return tuple(sum(values) for values in zip(*accumulators))
-
-    def extract_output(self, accumulator):
-        *sums, count = accumulator
-        means = [total / count if count else None for total in sums]
-        return dict(zip(("psnr", "ssim", "lpips"), means), num_pairs=count)
-
-
-def _lpips_report(paired: dict, lpips_id: str) -> dict:
-    """metrics.json's `lpips` (mean over frames and pairs, or None) and `lpips_status`."""
-    if not lpips_id:
-        return {"lpips": None, "lpips_status": _LPIPS_OFF}
-    if not paired["num_pairs"]:
-        return {"lpips": None, "lpips_status": f"not computed: no paired reconstructions "
-                                               f"(weights {lpips_id})"}
-    return {"lpips": paired["lpips"], "lpips_status": f"computed with {lpips_id}"}
+from pipelines.evaluate_report import (  # noqa: F401  (the job's public names, importable here)
+    _metrics, _summary, _write_reference, check_clip_lengths, scored_content)
+from pipelines.evaluate_steps import (
+    DEAD_LETTER, _I3DFeatures, _MeanPairsCombineFn, _PairedScores, _ParseClip, _StatsCombineFn)
 
 
 def _read_clips(pipeline, side: str, files: list[str]):
@@ -180,80 +59,6 @@ def _statistics(clips, side: str, eval_config):
                                                     max_batch_size=eval_config.batch_size)
             | f"{side}/i3d" >> beam.ParDo(_I3DFeatures(eval_config.to_dict()))
             | f"{side}/stats" >> beam.CombineGlobally(_StatsCombineFn()))
-
-
-def _frame_count(side: str, frame_counts: list[int]) -> int:
-    if len(frame_counts) != 1:
-        raise ValueError(f"{side} clips must all have one frame count for FVD, found "
-                         f"{frame_counts or 'no valid clips'}")
-    return frame_counts[0]
-
-
-def _write_reference(real, eval_config, source: str):
-    stats, frame_counts = real
-    fvd.save_reference_stats(eval_config.reference_stats, stats, fvd.FVD.from_config(eval_config),
-                             _frame_count("real", frame_counts), source)
-
-
-def _baseline_report(real_stats, baseline, paired) -> dict:
-    """metrics.json's `baseline`: FVD and paired scores of the trivial baseline clips."""
-    stats, _ = baseline
-    if stats is None or stats.count < 2:
-        raise ValueError("the baseline needs at least 2 valid clips for FVD")
-    return {"fvd": frechet.frechet_distance_from_stats(real_stats, stats),
-            "num_generated": int(stats.count), "psnr": paired["psnr"], "ssim": paired["ssim"],
-            "num_pairs": paired["num_pairs"]}
-
-
-def _metrics(_, real, generated, paired, num_dead, info: dict, baseline=None,
-             baseline_paired=None) -> str:
-    real_stats, real_frames = real
-    generated_stats, generated_frames = generated
-    num_frames = _frame_count("generated", generated_frames)
-    if _frame_count("real", real_frames) != num_frames:
-        raise ValueError(f"real clips have {real_frames[0]} frames, generated clips {num_frames}: "
-                         f"FVD compares clips of one length")
-    if min(real_stats.count, generated_stats.count) < 2:
-        raise ValueError("FVD needs at least 2 valid real and 2 valid generated clips; see "
-                         f"{info['dead_letter']} for rejected records")
-    report = fvd.fvd_report(real_stats, generated_stats, info["evaluator"], num_frames)
-    report.update(paired)
-    report.update(_lpips_report(paired, info["lpips_weights"]))
-    report.update({k: v for k, v in info.items() if k not in ("evaluator", "lpips_weights")})
-    report.update(num_dead_letters=int(num_dead))
-    if baseline is not None:
-        report["baseline"] = dict(_baseline_report(real_stats, baseline, baseline_paired),
-                                  pattern=info["baseline_pattern"])
-    return json.dumps(report, indent=2, sort_keys=True)
-
-
-def _first_frame_count(files: list[str]) -> int | None:
-    """`num_frames` of the first valid clip record among the first few of `files` (None when
-    there is none: the job's dead letters report bad records)."""
-    for serialized in tf.data.TFRecordDataset(files[:2]).take(8):
-        try:
-            example = clip_schema.check_clip(serialized.numpy())
-        except ValueError:
-            continue
-        return int(example.features.feature["num_frames"].int64_list.value[0])
-    return None
-
-
-def check_clip_lengths(real_files: list[str], generated_files: list[str]) -> None:
-    """Before any I3D work: the first real and generated clips have one length (FVD compares
-    clips of one length; the job checks every clip again)."""
-    real, generated = _first_frame_count(real_files), _first_frame_count(generated_files)
-    if real is not None and generated is not None and real != generated:
-        raise ValueError(f"--real clips have {real} frames ({real_files[0]}), --generated clips "
-                         f"{generated} ({generated_files[0]}): FVD compares clips of one length")
-
-
-def scored_content(task: str) -> str:
-    """What the paired metrics (PSNR / SSIM / LPIPS) of `task` score, for metrics.json."""
-    if not task:
-        return "every pixel (whole-clip reconstruction)"
-    return (f"generated content only: the pixels outside task {task}'s known region (condition "
-            f"frames and known pixels are left out)")
 
 
 def _paired_means(real_clips, clips, side: str, lpips_weights: str, task: str,
@@ -365,28 +170,6 @@ PROGRAM = cli.Program("pipelines.evaluate", __doc__, _define_flags,
                       required=("real", "generated", "out"),
                       passthrough=beam_options.split_beam_args,
                       passthrough_help=beam_options.BEAM_HELP)
-
-
-def _summary(metrics: dict) -> str:
-    lines = [f"FVD {metrics['fvd']:.3f}  ({metrics['num_generated']} generated vs "
-             f"{metrics['num_real']} real clips of {metrics['num_frames']} frames, protocol "
-             f"{metrics['protocol']}, I3D {metrics['i3d_weights_name']}, id "
-             f"{metrics['i3d_weights']})"]
-    if metrics["num_pairs"]:
-        lines.append(f"PSNR {metrics['psnr']:.3f} dB  SSIM {metrics['ssim']:.4f}  "
-                     f"({metrics['num_pairs']} pairs; {metrics['paired_scores']})")
-    if metrics["lpips"] is not None:
-        lines.append(f"LPIPS {metrics['lpips']:.4f}  ({metrics['lpips_status']})")
-    else:
-        lines.append(f"LPIPS {metrics['lpips_status']}")
-    if metrics.get("baseline"):
-        base = metrics["baseline"]
-        psnr = f", PSNR {base['psnr']:.3f} dB  SSIM {base['ssim']:.4f}" if base["num_pairs"] else ""
-        lines.append(f"baseline: FVD {base['fvd']:.3f}{psnr}  ({base['pattern']})")
-    lines.append(f"dead letters: {metrics['num_dead_letters']} ({metrics['dead_letter']})")
-    if metrics.get("warning"):
-        lines.append(f"WARNING: {metrics['warning']}")
-    return "\n".join(lines)
 
 
 def _main(fv: flags.FlagValues, beam_args: list[str]) -> None:
