@@ -33,7 +33,7 @@ from magvit import cli
 from magvit.data import list_files
 from magvit.tokenizer.api import Tokenizer
 from magvit.transformer.tasks import get_task
-from pipelines import beam_options
+from pipelines import beam_options, dead_letters
 from pipelines import gfile_filesystem  # noqa: F401  (Beam I/O on ram://)
 from pipelines.datasets.common import Failure
 from pipelines.pretokenize_records import (  # noqa: F401  (the job's public names, importable here)
@@ -44,7 +44,7 @@ from tfrecords_schemas import tokens as tokens_schema
 
 STAGE = "pretokenize"
 TOKENS_PREFIX = "tokens"
-FAILURES_PREFIX = "failures"
+FAILURES_PREFIX = dead_letters.PREFIX
 STATS_FILE = "stats.json"
 
 
@@ -144,14 +144,13 @@ class HistogramFn(beam.CombineFn):
         return token_stats(acc[1], acc[0])
 
 
-def write_split_summary(stats: dict, failures: list[str], split_dir: str, info: dict) -> None:
-    """Writes a split's dead letters (one JSON line each, sorted) and its stats.json."""
+def write_split_summary(stats: dict, num_failures: dict, split: str, split_dir: str,
+                        info: dict) -> None:
+    """Writes a split's stats.json; `num_failures`: {split: dead letters} (none: absent)."""
     tf.io.gfile.makedirs(split_dir)
-    with tf.io.gfile.GFile(os.path.join(split_dir, f"{FAILURES_PREFIX}-00000-of-00001.jsonl"),
-                           "w") as f:
-        f.write("".join(line + "\n" for line in sorted(failures)))
     with tf.io.gfile.GFile(os.path.join(split_dir, STATS_FILE), "w") as f:
-        json.dump({**stats, "failures": len(failures), **info}, f, sort_keys=True)
+        json.dump({**stats, "failures": int(num_failures.get(split, 0)), **info}, f,
+                  sort_keys=True)
 
 
 def build_split(p, split: str, files: list[str], tokenizer, tokenizer_dir: str, out_dir: str,
@@ -170,11 +169,16 @@ def build_split(p, split: str, files: list[str], tokenizer, tokenizer_dir: str, 
          | f"Write[{split}]" >> beam.io.WriteToTFRecord(
              os.path.join(split_dir, TOKENS_PREFIX), file_name_suffix=".tfrecord",
              num_shards=num_shards))
-    failures = decoded.failures | f"Failures[{split}]" >> beam.combiners.ToList()
+    # Dead letters in bounded memory: sorted files written by the workers (pipelines/dead_letters).
+    write_failures = dead_letters.WriteDeadLetters({split: split_dir})
+    _ = (decoded.failures
+         | f"FailureLines[{split}]" >> beam.Map(lambda line, name: (name, line), split)
+         | f"Failures[{split}]" >> write_failures)
     _ = (decoded.histogram
          | f"Histogram[{split}]" >> beam.CombineGlobally(HistogramFn(tokenizer.codebook_size))
          | f"WriteSummary[{split}]" >> beam.Map(
-             write_split_summary, failures=beam.pvalue.AsSingleton(failures), split_dir=split_dir,
+             write_split_summary, num_failures=beam.pvalue.AsDict(write_failures.line_counts),
+             split=split, split_dir=split_dir,
              info={"split": split, "tokenizer_id": tokenizer.checkpoint_id,
                    "grid_shape": list(tokenizer.grid_shape),
                    "codebook_size": int(tokenizer.codebook_size),
