@@ -3,21 +3,24 @@
 For each split S of `dataset.split` it writes, under `<out_dir>/<dataset.name>/`:
   S/clips-XXXXX-of-NNNNN.tfrecord   clip records (uint8 frames encoded as `dataset.image_format`)
   S/failures-00000-of-00001.jsonl   dead letters {"path", "stage", "reason", "detail"}, one a line
+                                    (more files, -XXXXX-of-NNNNN, past 100k failures: pipelines/dead_letters)
   stats.json                        per split: files listed, videos read, clips written, clips and
                                     videos per class, failures by reason, source frame rates,
                                     shard count; plus the dataset config of the run
   schema.pbtxt                      the TFMD schema of the clip records
 
-The graph: list each split's videos (reader of `dataset.name`, pipelines/datasets) -> Reshuffle, so
-each video is its own unit of work -> decode (streaming PyAV), cut clips (pipelines/clip_sampling)
-and encode them, streaming the video's records into its own part file `<out>/<name>/_work/...` ->
-group the parts (references only, never the records) by shard -> each shard is its parts
-concatenated (TFRecord files concatenate) in video id order, then the parts are deleted. A video's
-clips go to shard crc32(video id) mod N in clip order, so the same input and config give
-byte-identical shards under any runner and worker count. N is `dataset.num_shards`, or
-ceil(listed videos / videos_per_shard). Records never pass through Beam's shuffle, so a worker's
-memory holds one clip at a time, and the job costs little more than decoding and encoding; the
-parts need as much temporary space as the shards, freed shard by shard.
+The graph: list each split's videos (reader of `dataset.name`, pipelines/datasets) -> key each
+video by its shard, crc32(video id) mod N, and group the Video references (path, id, label: never
+frames or records) by shard -> the worker that owns a shard decodes its videos in video id order
+(streaming PyAV), cuts their clips (pipelines/clip_sampling), encodes them and writes them straight
+into the shard file (a temporary name beside it, renamed when complete). N is
+`dataset.num_shards`, or ceil(listed videos / videos_per_shard), so the same input and config give
+byte-identical shards under any runner and worker count. Records never pass through Beam's
+shuffle and are never copied: a worker's memory holds one clip at a time, the temporary disk is
+the shards being written (at most one per worker, ~1/N of the output each), and no worker reads
+back another's bytes. The unit of work is a shard (videos_per_shard videos, 32 by default), so
+Kinetics-600's ~500k videos make ~15k units; a run with fewer shards than workers leaves workers
+idle (set `dataset.num_shards` higher). Dead letters: pipelines/dead_letters.
 
 Command line (any Beam pipeline flag passes through):
   python -m pipelines.prepare --config=ucf101_b --config.dataset.root=/data/ucf101 --out_dir=/data/out
@@ -33,10 +36,11 @@ import time
 
 import apache_beam as beam
 import ml_collections
+import tensorflow as tf
 from absl import flags
 
 from magvit import cli, remote
-from pipelines import beam_options, gfile_filesystem  # noqa: F401  (ram://)
+from pipelines import beam_options, dead_letters, gfile_filesystem  # noqa: F401  (ram://)
 from pipelines.part_files import LazyRecordWriter, Part, atomic_path, concatenate  # noqa: F401
 from pipelines.datasets import common
 from pipelines.prepare_layout import (  # noqa: F401  (the job's public names, importable here)
@@ -44,7 +48,7 @@ from pipelines.prepare_layout import (  # noqa: F401  (the job's public names, i
     resolve_config, shard_count, shard_of, shard_path, split_dir, work_dir)
 from pipelines.prepare_report import check_clips_written, summary, write_stats  # noqa: F401
 from pipelines.prepare_steps import (  # noqa: F401
-    COUNTS, FAILURES, ListVideos, MakeClips, WriteFailures, WriteShard)
+    COUNTS, FAILURES, ListVideos, WriteShard)
 from tfrecords_schemas import clip as clip_schema
 from tfrecords_schemas.common import write_schema
 
@@ -60,24 +64,23 @@ def build_pipeline(pipeline: beam.Pipeline, config, dataset_dir: str) -> None:
         | "SplitOfVideo" >> beam.Map(lambda video: (video.split, 1))
         | "VideosPerSplit" >> beam.CombinePerKey(sum)
         | "ShardCount" >> beam.Map(lambda kv: (kv[0], shard_count(config, kv[1]))))
-    made = (listed.videos
-            | "OneVideoPerWorkUnit" >> beam.Reshuffle()
-            | "MakeClips" >> beam.ParDo(MakeClips(config, dataset_dir)).with_outputs(
-                FAILURES, COUNTS, main="parts"))
-    # Parts -> shards; every shard index gets a key, so empty shards are written too.
+    # Videos -> shards: a video's shard is crc32(its id) mod N, and every shard index gets a
+    # key, so empty shards are written too. Only the small Video references are grouped.
     shard_keys = split_names | "ShardKeys" >> beam.FlatMap(
         lambda split, n: [((split, i), None) for i in range(n.get(split, 1))], num_shards)
-    keyed_parts = made.parts | "KeyByShard" >> beam.Map(
-        lambda part, n: (shard_of(part.split, part.video_id, n), part), num_shards)
-    _ = ({"keys": shard_keys, "parts": keyed_parts}
-         | "GroupShards" >> beam.CoGroupByKey()
-         | "WriteShards" >> beam.ParDo(WriteShard(dataset_dir), num_shards))
-    # Dead letters, one sorted file per split (empty when nothing failed).
+    keyed_videos = listed.videos | "KeyByShard" >> beam.Map(
+        lambda video, n: (shard_of(video.split, video.video_id, n), video), num_shards)
+    made = ({"keys": shard_keys, "videos": keyed_videos}
+            | "GroupShards" >> beam.CoGroupByKey()
+            | "WriteShards" >> beam.ParDo(WriteShard(config, dataset_dir), num_shards).with_outputs(
+                FAILURES, COUNTS, main="shards"))
+    # Dead letters: sorted files per split, written by the workers (pipelines/dead_letters).
     failures = (listed[FAILURES], made[FAILURES]) | "AllFailures" >> beam.Flatten()
-    _ = ({"keys": split_names | "FailureKeys" >> beam.Map(lambda split: (split, None)),
-          "failures": failures | "FailureLines" >> beam.Map(lambda f: (f.split, f.to_json()))}
-         | "GroupFailures" >> beam.CoGroupByKey()
-         | "WriteFailures" >> beam.ParDo(WriteFailures(dataset_dir)))
+    failure_files = beam.pvalue.AsDict(
+        failures
+        | "FailureLines" >> beam.Map(lambda f: (f.split, f.to_json()))
+        | "WriteFailures" >> dead_letters.WriteDeadLetters(
+            {split: split_dir(dataset_dir, split) for split in splits}))
     # stats.json
     counts = (
         (listed.videos | "CountListed" >> beam.Map(lambda v: ((v.split, "files_listed"), 1)),
@@ -87,7 +90,7 @@ def build_pipeline(pipeline: beam.Pipeline, config, dataset_dir: str) -> None:
         | "SumCounts" >> beam.CombinePerKey(sum)
         | "CountsDict" >> beam.combiners.ToDict())
     _ = counts | "WriteStats" >> beam.Map(write_stats, dataset_dir, config.to_dict(), splits,
-                                          num_shards)
+                                          num_shards, failure_files)
 
 
 def run_prepare(dataset_config: ml_collections.ConfigDict, out_dir: str,
@@ -103,7 +106,9 @@ def run_prepare(dataset_config: ml_collections.ConfigDict, out_dir: str,
     started = time.time()
     with beam.Pipeline(options=beam_options.pipeline_options(beam_args)) as pipeline:
         build_pipeline(pipeline, config, dataset_dir)
-    remove_work_dir(dataset_dir)   # empty folders now, and the parts of abandoned attempts
+    for split in common.split_names(config):   # what abandoned (retried) attempts left
+        for path in tf.io.gfile.glob(os.path.join(split_dir(dataset_dir, split), "*.tmp-*")):
+            tf.io.gfile.remove(path)
     stats = json.loads(common.read_text(os.path.join(dataset_dir, "stats.json")))
     stats["elapsed_s"] = round(time.time() - started, 3)
     logging.info("%s", summary(stats))

@@ -6,11 +6,12 @@ import os
 
 import tensorflow as tf
 
-from pipelines.prepare_layout import failures_path, shard_path
+from pipelines import dead_letters
+from pipelines.prepare_layout import shard_path, split_dir
 
 
 def write_stats(counts: dict, dataset_dir: str, config_dict: dict, splits: list[str],
-                num_shards: dict) -> None:
+                num_shards: dict, failure_files: dict | None = None) -> None:
     """Turns the summed ((split, field[, key]), n) counts into stats.json."""
     stats = {"dataset": config_dict["name"], "config": config_dict, "splits": {}}
     for split in splits:
@@ -18,7 +19,8 @@ def write_stats(counts: dict, dataset_dir: str, config_dict: dict, splits: list[
         stats["splits"][split] = dict(
             files_listed=0, videos_read=0, clips_written=0, failures=0, num_shards=n,
             clips_pattern=shard_path(dataset_dir, split, 0, n).replace("00000-of", "*-of"),
-            failures_file=failures_path(dataset_dir, split),
+            failures_file=dead_letters.files_named(split_dir(dataset_dir, split),
+                                                   (failure_files or {}).get(split, 1)),
             clips_per_class={}, videos_per_class={}, failures_by_reason={}, source_fps={})
     for (split, field, *key), n in counts.items():
         if key:

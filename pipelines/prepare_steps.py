@@ -1,9 +1,10 @@
-"""The data job's steps (Beam DoFns): list a split's videos (`ListVideos`), cut and encode a
-video's clips into its part file (`MakeClips`), concatenate parts into a shard (`WriteShard`) and
-write a split's dead letters (`WriteFailures`). In a module of their own, which every Beam worker
-can import (never `__main__`); the graph is `pipelines.prepare.build_pipeline`.
+"""The data job's steps (Beam DoFns): list a split's videos (`ListVideos`) and write a shard
+from its videos (`WriteShard`: decode, cut clips, encode, straight into the shard file). In a
+module of their own, which every Beam worker can import (never `__main__`); the graph is
+`pipelines.prepare.build_pipeline`, the dead letters `pipelines.dead_letters`.
 """
 import logging
+import os
 import time
 
 import apache_beam as beam
@@ -12,8 +13,8 @@ import tensorflow as tf
 from magvit import video_io
 from pipelines import clip_sampling, datasets
 from pipelines.datasets import common
-from pipelines.part_files import LazyRecordWriter, Part, atomic_path, concatenate
-from pipelines.prepare_layout import failures_path, part_path, shard_path
+from pipelines.part_files import atomic_path
+from pipelines.prepare_layout import shard_path
 from tfrecords_schemas import clip as clip_schema
 
 FAILURES = "failures"
@@ -35,10 +36,12 @@ class ListVideos(beam.DoFn):
                 yield item
 
 
-class MakeClips(beam.DoFn):
-    """Video -> its clip records, streamed into its part file, and a `Part` naming that file (none
-    when it made no clips); Failures and stats counts (((split, field[, key]), n) pairs) as tagged
-    outputs. Bad input never raises."""
+class WriteShard(beam.DoFn):
+    """((split, shard), {"keys": [...], "videos": [Video]}) -> the shard file, written by the
+    worker that owns the shard: its videos in video id order, each decoded, cut into clips and
+    encoded straight into the shard (a temporary name beside it, renamed when complete, so a
+    retry rewrites it whole). Yields (split, records); Failures and stats counts
+    (((split, field[, key]), n) pairs) as tagged outputs. Bad input never raises."""
 
     def __init__(self, config, dataset_dir: str):
         self.config = config
@@ -61,38 +64,45 @@ class MakeClips(beam.DoFn):
         return beam.pvalue.TaggedOutput(FAILURES, common.Failure(
             video.path, video.split, stage, reason, f"{type(error).__name__}: {error}"))
 
-    def process(self, video):
-        path = part_path(self.dataset_dir, video)
-        with atomic_path(path) as temporary, LazyRecordWriter(temporary) as part:
-            sources = self.reader.read(video, self.config)
-            while True:
-                try:
-                    item = next(sources)
-                except StopIteration:
-                    break
-                except Exception as e:  # pylint: disable=broad-except  (bad input must not stop the job)
-                    yield self._failure(video, e)
-                    break
-                if isinstance(item, common.Failure):
-                    self.failed.inc()
-                    yield beam.pvalue.TaggedOutput(FAILURES, item)
-                else:
-                    yield from self._clips(item, part)
-        if part.records:
-            yield Part(video.split, video.video_id, path, part.records)
+    def process(self, element, num_shards):
+        (split, shard), grouped = element
+        videos = sorted(grouped["videos"], key=lambda video: (video.video_id, video.path))
+        path = shard_path(self.dataset_dir, split, shard, num_shards.get(split, 1))
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with atomic_path(path) as temporary, tf.io.TFRecordWriter(temporary) as writer:
+            records = _RecordCount(writer)
+            for video in videos:
+                yield from self._video(video, records)
+        yield split, records.count
+
+    def _video(self, video, writer):
+        sources = self.reader.read(video, self.config)
+        while True:
+            try:
+                item = next(sources)
+            except StopIteration:
+                break
+            except Exception as e:  # pylint: disable=broad-except  (bad input must not stop the job)
+                yield self._failure(video, e)
+                break
+            if isinstance(item, common.Failure):
+                self.failed.inc()
+                yield beam.pvalue.TaggedOutput(FAILURES, item)
+            else:
+                yield from self._clips(item, writer)
         self.done += 1
         if self.done % 100 == 0:
             logging.info("prepare: %d videos in %.0f s on this worker", self.done,
                          time.time() - self.started)
 
-    def _clips(self, source, part):
+    def _clips(self, source, writer):
         video, config, made, ok = source.video, self.config, 0, True
         try:
             for clip in clip_sampling.sample_clips(source, config):
                 record = clip_schema.build_clip(clip, config.image_format, config.jpeg_quality,
                                                 config.png_compression)
                 # deterministic: map fields (the features) in key order, the same in every process
-                part.write(record.SerializeToString(deterministic=True))
+                writer.write(record.SerializeToString(deterministic=True))
                 made += 1
         except Exception as e:  # pylint: disable=broad-except
             ok = False
@@ -108,35 +118,12 @@ class MakeClips(beam.DoFn):
             yield beam.pvalue.TaggedOutput(COUNTS, (key, n))
 
 
-class WriteShard(beam.DoFn):
-    """((split, shard), {"keys": [...], "parts": [Part]}) -> the shard file: its parts concatenated
-    in video id order (written to a temporary name, then renamed); then the parts are deleted."""
+class _RecordCount:
+    """A record writer that counts what it writes."""
 
-    def __init__(self, dataset_dir: str):
-        self.dataset_dir = dataset_dir
+    def __init__(self, writer):
+        self.writer, self.count = writer, 0
 
-    def process(self, element, num_shards):
-        (split, shard), grouped = element
-        parts = sorted(grouped["parts"])
-        path = shard_path(self.dataset_dir, split, shard, num_shards.get(split, 1))
-        if not tf.io.gfile.exists(path):   # it does for a retry after the shard was written
-            with atomic_path(path) as temporary:
-                concatenate([part.path for part in parts], temporary)
-            for part in parts:
-                tf.io.gfile.remove(part.path)
-        yield split, sum(part.records for part in parts)
-
-
-class WriteFailures(beam.DoFn):
-    """(split, {"keys": [...], "failures": [json line]}) -> the split's sorted failures file."""
-
-    def __init__(self, dataset_dir: str):
-        self.dataset_dir = dataset_dir
-
-    def process(self, element):
-        split, grouped = element
-        with atomic_path(failures_path(self.dataset_dir, split)) as temporary:
-            with tf.io.gfile.GFile(temporary, "w") as f:
-                f.write("".join(line + "\n" for line in sorted(grouped["failures"])))
-
-
+    def write(self, record: bytes) -> None:
+        self.writer.write(record)
+        self.count += 1
