@@ -9,7 +9,8 @@ For each split S of `dataset.split` it writes, under `<out_dir>/<dataset.name>/`
                                     shard count; plus the dataset config of the run
   schema.pbtxt                      the TFMD schema of the clip records
 
-The graph: list each split's videos (reader of `dataset.name`, pipelines/datasets) -> key each
+The graph: list the splits' videos (reader of `dataset.name`, pipelines/datasets; fanned out
+over workers by pipelines/listing) -> key each
 video by its shard, crc32(video id) mod N, and group the Video references (path, id, label: never
 frames or records) by shard -> the worker that owns a shard decodes its videos in video id order
 (streaming PyAV), cuts their clips (pipelines/clip_sampling), encodes them and writes them straight
@@ -40,7 +41,7 @@ import tensorflow as tf
 from absl import flags
 
 from magvit import cli, remote
-from pipelines import beam_options, dead_letters, gfile_filesystem  # noqa: F401  (ram://)
+from pipelines import beam_options, dead_letters, gfile_filesystem, listing  # noqa: F401  (ram://)
 from pipelines.part_files import LazyRecordWriter, Part, atomic_path, concatenate  # noqa: F401
 from pipelines.datasets import common
 from pipelines.prepare_layout import (  # noqa: F401  (the job's public names, importable here)
@@ -56,9 +57,8 @@ from tfrecords_schemas.common import write_schema
 # ----------------------------------------------------------------------------------------- graph
 def build_pipeline(pipeline: beam.Pipeline, config, dataset_dir: str) -> None:
     splits = common.split_names(config)
-    split_names = pipeline | "Splits" >> beam.Create(splits)
-    listed = split_names | "ListVideos" >> beam.ParDo(ListVideos(config)).with_outputs(
-        FAILURES, main="videos")
+    split_names = pipeline | "SplitNames" >> beam.Create(splits)
+    listed = listing.list_videos(pipeline, config)   # on workers, fanned out where it can be
     num_shards = beam.pvalue.AsDict(
         listed.videos
         | "SplitOfVideo" >> beam.Map(lambda video: (video.split, 1))
