@@ -118,13 +118,16 @@ def _inside(path: str, folder: str) -> bool:
 def entries(directory: str, real_root: str) -> tuple[list[str], list[str]]:
     """(names of the non-folder entries, paths of the folders to walk) of a local `directory`:
     links to folders count unless the target lies inside `real_root` (its files are listed
-    under their own path already) or contains it (a loop such as `up -> ..`)."""
+    under their own path already) or contains it (a loop such as `up -> ..`). One scandir, and a
+    stat per link only: no call per file."""
     folders, files = [], []
-    for name in sorted(tf.io.gfile.listdir(directory)):
-        path = join(directory, name.rstrip("/"))
-        if not os.path.isdir(path):  # local-only
-            files.append(name)
-        elif not os.path.islink(path):  # local-only
+    with os.scandir(directory) as listing:  # local-only: the entry types come with the listing
+        found = sorted(listing, key=lambda entry: entry.name)
+    for entry in found:
+        path = join(directory, entry.name)
+        if not entry.is_dir():   # follows a link (a stat for links only): a dangling one is a file
+            files.append(entry.name)
+        elif not entry.is_symlink():
             folders.append(path)
         else:
             target = os.path.realpath(path)  # local-only
