@@ -73,10 +73,10 @@ def main() -> None:
     print(f"\nevaluate, cached reference stats, {args.frames}x{args.size}x{args.size} clips "
           f"(bytes per clip, real and generated together)")
     print(f"{'case':<16} {'clips':>6} {'time s':>8} {'before B':>10} {'after B':>10} "
-          f"{'ratio':>8} {'real decoded':>13} {'pairs':>6}")
+          f"{'ratio':>8} {'real decoded for FVD':>21} {'pairs':>6}")
     for case, clips, elapsed, before, after, ratio, decoded, pairs in rows:
         print(f"{case:<16} {clips:>6} {elapsed:>8.1f} {before:>10.0f} {after:>10.0f} "
-              f"{ratio:>8.4f} {decoded:>13} {pairs:>6}")
+              f"{ratio:>8.4f} {decoded:>21} {pairs:>6}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Listing cost as the dataset grows: synthetic layouts of empty files, before and after fan-out.
 
-Layouts (per size N): UCF-style class folders `<root>/all/<class>/v_<class>_<i>.avi` (101
+Layouts (per size N): UCF-style class folders `<root>/<class>/v_<class>_<i>.avi` (101
 classes), listed by the `folder` reader; and a Kinetics-style annotation CSV with N rows and N
 clip files in 600 class folders, listed by the `kinetics600` reader (not fanned out yet: its
 figures are "before" only).
@@ -72,7 +72,7 @@ def measured(fn):
 def ucf_layout(root: str, size: int) -> None:
     for i in range(size):
         name = f"C{i % 101:03d}"
-        folder_path = os.path.join(root, "all", name)  # local-only
+        folder_path = os.path.join(root, name)  # local-only
         os.makedirs(folder_path, exist_ok=True)  # local-only
         open(os.path.join(folder_path, f"v_{name}_{i:07d}.avi"), "wb").close()  # local-only
 
@@ -116,7 +116,7 @@ def main() -> None:
             videos, t0, m0, c0 = measured(lambda: list(folder.list_videos(config, "all")))
             assert len(videos) == size, len(videos)
             units, _, m_driver, c_driver = measured(lambda: folder.partitions(config))
-            largest = max(units, key=lambda u: u[2])
+            largest = max(units, key=lambda u: len(folder.list_partition(config, u)[3]))
             _, _, m_unit, _ = measured(lambda: folder.list_partition(config, largest))
             unit_calls = 0
             for unit in units:
