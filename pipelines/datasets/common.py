@@ -125,7 +125,7 @@ def entries(directory: str, real_root: str) -> tuple[list[str], list[str]]:
         found = sorted(listing, key=lambda entry: entry.name)
     for entry in found:
         path = join(directory, entry.name)
-        if not entry.is_dir():   # follows a link (a stat for links only): a dangling one is a file
+        if not _is_dir(entry):   # follows a link (a stat for links only): a dangling one is a file
             files.append(entry.name)
         elif not entry.is_symlink():
             folders.append(path)
@@ -134,6 +134,14 @@ def entries(directory: str, real_root: str) -> tuple[list[str], list[str]]:
             if not (_inside(target, real_root) or _inside(real_root, target)):
                 folders.append(path)
     return files, folders
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """os.path.isdir's answer: False for a link that loops (ELOOP) or dangles."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def walk(root: str, within: str | None = None) -> Iterator[tuple[str, list[str]]]:
