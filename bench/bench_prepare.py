@@ -14,6 +14,11 @@ Extra figures, to tell Beam's own cost from encoding's:
   beam/(encode loop): what Beam itself (graph, part files and shard writing) costs;
   fixed cost: CPU seconds of a one-video job beyond its encoding work (graph construction, runner
                 start-up, stats): paid once per run, so the figures also show the ratio without it.
+  peak temporary disk / output: the most bytes of temporary files (part files under `_work/`,
+                shards being written `*.tmp-*`) seen at once during the beam run (polled every
+                0.2 s), over the bytes of the finished shards; a shard being written counts, so
+                it is about (workers / shards) now. peak disk / output: all files at once over
+                the finished output (1.0: never a second copy).
 The one-video job also warms Beam up (as the loop is, by its first run), so one-time imports of the
 runner are not charged to the first format measured. The default size (108 videos of 6 s, 972
 clips) keeps the fixed cost to a few percent; real datasets have 10^4-10^6 videos.
@@ -26,6 +31,7 @@ import os
 import resource
 import shutil
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -94,6 +100,47 @@ def measure(name: str, fn) -> tuple[float, int]:
     return rate, clips
 
 
+class TemporaryDiskPeak:
+    """Polls the files under `folder` while the block runs: the peak bytes of temporary ones."""
+
+    def __init__(self, folder: str, interval: float = 0.2):
+        self.folder, self.interval, self.peak, self.peak_total = folder, interval, 0, 0
+        self._stop = threading.Event()
+
+    def _bytes(self) -> tuple[int, int]:
+        """(bytes of temporary files, bytes of all files) under the folder now."""
+        temporary = total = 0
+        for directory, _, names in os.walk(self.folder):
+            for name in names:
+                try:
+                    size = os.path.getsize(os.path.join(directory, name))
+                except OSError:   # renamed or removed meanwhile
+                    continue
+                total += size
+                if ".tmp-" in name or f"{os.sep}_work" in directory:
+                    temporary += size
+        return temporary, total
+
+    def _poll(self):
+        while not self._stop.wait(self.interval):
+            temporary, total = self._bytes()
+            self.peak, self.peak_total = max(self.peak, temporary), max(self.peak_total, total)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join()
+
+
+def output_bytes(folder: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(folder)
+               for n in names if n.endswith(".tfrecord"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", type=int, default=108)
@@ -127,9 +174,18 @@ def main():
                 config.image_format = one.image_format = image_format
                 rate, _ = measure(f"encode loop ({image_format})", lambda: encode_loop(config))
                 best["encode", image_format] = max(best["encode", image_format], rate)
-                rate, _ = measure(f"beam DirectRunner ({image_format})", lambda: prepare.run_prepare(
-                    config, os.path.join(work, "out"), ["--direct_num_workers=1"])["totals"]["clips_written"])
+                with TemporaryDiskPeak(os.path.join(work, "out")) as disk:
+                    rate, _ = measure(f"beam DirectRunner ({image_format})", lambda: prepare.run_prepare(
+                        config, os.path.join(work, "out"), ["--direct_num_workers=1"])["totals"]["clips_written"])
                 best["beam", image_format] = max(best["beam", image_format], rate)
+                output = output_bytes(os.path.join(work, "out"))
+                ratio = disk.peak / output
+                best["disk", image_format] = max(best["disk", image_format], ratio)
+                best["total", image_format] = max(best["total", image_format],
+                                                  disk.peak_total / output)
+                print(f"  peak temporary disk {disk.peak / 2**20:.1f} MiB = {ratio:.3f} of the "
+                      f"output ({output / 2**20:.1f} MiB); peak disk in all "
+                      f"{disk.peak_total / output:.3f} of the output")
                 cpu = cpu_seconds()
                 clips_one = prepare.run_prepare(one, os.path.join(work, "out_one"),
                                                 ["--direct_num_workers=1"])["totals"]["clips_written"]
@@ -144,6 +200,12 @@ def main():
                   f"fixed cost of a run {fixed[image_format]:.2f} s CPU")
             print(f"  {image_format}: beam/loop per core {beam / loop:.2f}   without the fixed cost "
                   f"{steady / loop:.2f}   beam/(encode loop) {beam / encoded:.2f}")
+        print(f"\n{'videos':>6} {'format':>6} {'clips':>6} {'beam clips/s/core':>18} "
+              f"{'beam/loop':>10} {'peak tmp disk/output':>21} {'peak disk/output':>17}")
+        for image_format in args.image_formats.split(","):
+            beam = best["beam", image_format]
+            print(f"{args.videos:>6} {image_format:>6} {clips:>6} {beam:>18.2f} {beam / loop:>10.2f} "
+                  f"{best['disk', image_format]:>21.3f} {best['total', image_format]:>17.3f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

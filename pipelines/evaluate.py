@@ -11,6 +11,12 @@ file (`magvit.metrics.lpips`), with LPIPS per generated frame; otherwise
 metrics.json says LPIPS was not computed and why. Records that fail to parse go to
 `<out>/dead_letter.jsonl` as {"path", "stage", "reason", "detail"}; the job goes on.
 
+Pairing joins keys only: each side's records are keyed without decoding, a join of the keys alone
+finds the pairs (one real and one generated clip per key), and only the pairs' encoded records
+are joined and decoded for the paired scores. Unpaired clips never leave the worker that read
+them; with cached reference statistics the real clips are read for their keys and pairs only,
+never decoded for FVD. (The Beam counter `evaluate/shuffled_bytes` counts what the joins get.)
+
 With `eval.reference_stats` set, the real side's statistics are read from that `.npz` when it
 exists (and matches the protocol, weights and clip length) or computed and written there.
 
@@ -27,253 +33,82 @@ import os
 import sys
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 import ml_collections
-import numpy as np
 import tensorflow as tf
 from absl import flags
 
 from magvit import cli
 from magvit.data import list_files
-from magvit.metrics import frechet, fvd, lpips, reconstruction
+from magvit.metrics import fvd, lpips
 from magvit.transformer import tasks
 from pipelines import beam_options
 from pipelines import gfile_filesystem  # noqa: F401  (Beam I/O on ram://)
-from tfrecords_schemas import clip as clip_schema
-
-DEAD_LETTER = "dead_letter"
-_LPIPS_OFF = ("not computed: no LPIPS weights given (--lpips_weights / eval.lpips_weights, an .npz "
-              "made by `python -m magvit.metrics.lpips --convert`)")
-
-
-class _ParseClip(beam.DoFn):
-    """(filename, serialized clip) -> (clip key, uint8 frames); bad records -> dead letters."""
-
-    def __init__(self, side: str):
-        self._side = side
-
-    def process(self, element):
-        filename, serialized = element
-        try:
-            clip_schema.check_clip(serialized)
-            parsed = clip_schema.parse_clip(serialized)
-            key = f"{parsed['video_id'].numpy().decode()}@{int(parsed['clip_start'])}"
-            yield key, parsed["frames"].numpy()
-        except (ValueError, tf.errors.OpError) as e:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, json.dumps({
-                "path": filename, "stage": f"evaluate/{self._side}",
-                "reason": "bad_clip_record", "detail": f"{type(e).__name__}: {e}"[:1000]}))
-
-
-class _I3DFeatures(beam.DoFn):
-    """Batches of uint8 clips -> (I3D features [n, 400], frame count), one evaluator per worker."""
-
-    def __init__(self, eval_config: dict):
-        self._eval_config = eval_config
-        self._evaluator = None
-
-    def setup(self):
-        self._evaluator = fvd.FVD.from_config(ml_collections.ConfigDict(self._eval_config))
-
-    def process(self, batch):
-        by_shape = {}
-        for frames in batch:
-            by_shape.setdefault(frames.shape, []).append(frames)
-        for shape, clips in by_shape.items():
-            yield self._evaluator.features(np.stack(clips)), shape[0]
-
-
-class _StatsCombineFn(beam.CombineFn):
-    """(features, frame count) -> (RunningStats or None, sorted frame counts seen)."""
-
-    def create_accumulator(self):
-        return None, set()
-
-    def add_input(self, accumulator, element):
-        stats, frame_counts = accumulator
-        features, num_frames = element
-        stats = stats or frechet.RunningStats(features.shape[1])
-        return stats.update(features), frame_counts | {num_frames}
-
-    def merge_accumulators(self, accumulators):
-        merged, frame_counts = None, set()
-        for stats, counts in accumulators:
-            frame_counts |= counts
-            if stats is not None:
-                merged = stats if merged is None else merged.merge(stats)
-        return merged, frame_counts
-
-    def extract_output(self, accumulator):
-        return accumulator[0], sorted(accumulator[1])
-
-
-class _PairedScores(beam.DoFn):
-    """(key, {"real": [frames], "generated": [frames]}) -> (psnr, ssim, lpips) of the generated
-    content only (`reconstruction.generated_psnr` / `generated_ssim` over the pixels outside the
-    task's known region; every pixel for a reconstruction); lpips is the mean over the frames with
-    generated pixels, 0.0 when no LPIPS weights are given (and not reported)."""
-
-    def __init__(self, lpips_weights: str, task: str = "", condition_frames: int = 1):
-        self._lpips_weights = lpips_weights
-        self._task_name, self._condition_frames = task, condition_frames
-        self._lpips = self._task = None
-
-    def setup(self):
-        if self._lpips_weights:
-            self._lpips = lpips.LPIPS.from_file(self._lpips_weights)
-        if self._task_name:
-            self._task = tasks.get_task(self._task_name, self._condition_frames)
-
-    def process(self, element):
-        _, grouped = element
-        if len(grouped["real"]) == 1 and len(grouped["generated"]) == 1:
-            real, generated = grouped["real"][0], grouped["generated"][0]
-            if real.shape == generated.shape:
-                mask = reconstruction.generated_mask(self._task, real.shape[:3])
-                frames = mask.any(axis=(1, 2))
-                yield (float(reconstruction.generated_psnr(real, generated, mask)),
-                       float(reconstruction.generated_ssim(real, generated, mask)),
-                       float(np.mean(self._lpips(real[frames], generated[frames])))
-                       if self._lpips else 0.0)
-
-
-class _MeanPairsCombineFn(beam.CombineFn):
-    """(psnr, ssim, lpips) per pair -> their means and the pair count."""
-
-    def create_accumulator(self):
-        return 0.0, 0.0, 0.0, 0
-
-    def add_input(self, accumulator, element):
-        return tuple(total + value for total, value in zip(accumulator, (*element, 1)))
-
-    def merge_accumulators(self, accumulators):
-        return tuple(sum(values) for values in zip(*accumulators))
-
-    def extract_output(self, accumulator):
-        *sums, count = accumulator
-        means = [total / count if count else None for total in sums]
-        return dict(zip(("psnr", "ssim", "lpips"), means), num_pairs=count)
-
-
-def _lpips_report(paired: dict, lpips_id: str) -> dict:
-    """metrics.json's `lpips` (mean over frames and pairs, or None) and `lpips_status`."""
-    if not lpips_id:
-        return {"lpips": None, "lpips_status": _LPIPS_OFF}
-    if not paired["num_pairs"]:
-        return {"lpips": None, "lpips_status": f"not computed: no paired reconstructions "
-                                               f"(weights {lpips_id})"}
-    return {"lpips": paired["lpips"], "lpips_status": f"computed with {lpips_id}"}
+from pipelines.evaluate_report import (  # noqa: F401  (the job's public names, importable here)
+    _metrics, _summary, _write_reference, check_clip_lengths, scored_content)
+from pipelines.evaluate_steps import (
+    DEAD_LETTER, _DecodeFrames, _I3DFeatures, _KeyRecord, _MeanPairsCombineFn,
+    _PairedScores, _StatsCombineFn, if_paired, key_only, one_each)
 
 
 def _read_clips(pipeline, side: str, files: list[str]):
+    """A side's records as (key, (filename, serialized)), frames still encoded, and its dead
+    letters of records of another schema."""
     parsed = (pipeline
               | f"{side}/files" >> beam.Create(files)
               | f"{side}/read" >> beam.io.ReadAllFromTFRecord(with_filename=True)
-              | f"{side}/parse" >> beam.ParDo(_ParseClip(side)).with_outputs(DEAD_LETTER,
-                                                                            main="clips"))
+              | f"{side}/key" >> beam.ParDo(_KeyRecord(side)).with_outputs(DEAD_LETTER,
+                                                                          main="clips"))
     return parsed.clips, parsed[DEAD_LETTER]
 
 
 def _statistics(clips, side: str, eval_config):
-    return (clips
-            | f"{side}/frames" >> beam.Values()
-            | f"{side}/batch" >> beam.BatchElements(min_batch_size=eval_config.batch_size,
-                                                    max_batch_size=eval_config.batch_size)
-            | f"{side}/i3d" >> beam.ParDo(_I3DFeatures(eval_config.to_dict()))
-            | f"{side}/stats" >> beam.CombineGlobally(_StatsCombineFn()))
-
-
-def _frame_count(side: str, frame_counts: list[int]) -> int:
-    if len(frame_counts) != 1:
-        raise ValueError(f"{side} clips must all have one frame count for FVD, found "
-                         f"{frame_counts or 'no valid clips'}")
-    return frame_counts[0]
-
-
-def _write_reference(real, eval_config, source: str):
-    stats, frame_counts = real
-    fvd.save_reference_stats(eval_config.reference_stats, stats, fvd.FVD.from_config(eval_config),
-                             _frame_count("real", frame_counts), source)
-
-
-def _baseline_report(real_stats, baseline, paired) -> dict:
-    """metrics.json's `baseline`: FVD and paired scores of the trivial baseline clips."""
-    stats, _ = baseline
-    if stats is None or stats.count < 2:
-        raise ValueError("the baseline needs at least 2 valid clips for FVD")
-    return {"fvd": frechet.frechet_distance_from_stats(real_stats, stats),
-            "num_generated": int(stats.count), "psnr": paired["psnr"], "ssim": paired["ssim"],
-            "num_pairs": paired["num_pairs"]}
-
-
-def _metrics(_, real, generated, paired, num_dead, info: dict, baseline=None,
-             baseline_paired=None) -> str:
-    real_stats, real_frames = real
-    generated_stats, generated_frames = generated
-    num_frames = _frame_count("generated", generated_frames)
-    if _frame_count("real", real_frames) != num_frames:
-        raise ValueError(f"real clips have {real_frames[0]} frames, generated clips {num_frames}: "
-                         f"FVD compares clips of one length")
-    if min(real_stats.count, generated_stats.count) < 2:
-        raise ValueError("FVD needs at least 2 valid real and 2 valid generated clips; see "
-                         f"{info['dead_letter']} for rejected records")
-    report = fvd.fvd_report(real_stats, generated_stats, info["evaluator"], num_frames)
-    report.update(paired)
-    report.update(_lpips_report(paired, info["lpips_weights"]))
-    report.update({k: v for k, v in info.items() if k not in ("evaluator", "lpips_weights")})
-    report.update(num_dead_letters=int(num_dead))
-    if baseline is not None:
-        report["baseline"] = dict(_baseline_report(real_stats, baseline, baseline_paired),
-                                  pattern=info["baseline_pattern"])
-    return json.dumps(report, indent=2, sort_keys=True)
-
-
-def _first_frame_count(files: list[str]) -> int | None:
-    """`num_frames` of the first valid clip record among the first few of `files` (None when
-    there is none: the job's dead letters report bad records)."""
-    for serialized in tf.data.TFRecordDataset(files[:2]).take(8):
-        try:
-            example = clip_schema.check_clip(serialized.numpy())
-        except ValueError:
-            continue
-        return int(example.features.feature["num_frames"].int64_list.value[0])
-    return None
-
-
-def check_clip_lengths(real_files: list[str], generated_files: list[str]) -> None:
-    """Before any I3D work: the first real and generated clips have one length (FVD compares
-    clips of one length; the job checks every clip again)."""
-    real, generated = _first_frame_count(real_files), _first_frame_count(generated_files)
-    if real is not None and generated is not None and real != generated:
-        raise ValueError(f"--real clips have {real} frames ({real_files[0]}), --generated clips "
-                         f"{generated} ({generated_files[0]}): FVD compares clips of one length")
-
-
-def scored_content(task: str) -> str:
-    """What the paired metrics (PSNR / SSIM / LPIPS) of `task` score, for metrics.json."""
-    if not task:
-        return "every pixel (whole-clip reconstruction)"
-    return (f"generated content only: the pixels outside task {task}'s known region (condition "
-            f"frames and known pixels are left out)")
+    """A side's I3D statistics, and the dead letters of its records that do not decode."""
+    decoded = clips | f"{side}/decode" >> beam.ParDo(_DecodeFrames(side)).with_outputs(
+        DEAD_LETTER, main="frames")
+    stats = (decoded.frames
+             | f"{side}/batch" >> beam.BatchElements(min_batch_size=eval_config.batch_size,
+                                                     max_batch_size=eval_config.batch_size)
+             | f"{side}/i3d" >> beam.ParDo(_I3DFeatures(eval_config.to_dict()))
+             | f"{side}/stats" >> beam.CombineGlobally(_StatsCombineFn()))
+    return stats, decoded[DEAD_LETTER]
 
 
 def _paired_means(real_clips, clips, side: str, lpips_weights: str, task: str,
-                  condition_frames: int):
-    return ({"real": real_clips, "generated": clips}
-            | f"{side}/pairs/join" >> beam.CoGroupByKey()
-            | f"{side}/pairs/score" >> beam.ParDo(_PairedScores(lpips_weights, task,
-                                                                condition_frames))
-            | f"{side}/pairs/mean" >> beam.CombineGlobally(_MeanPairsCombineFn()))
+                  condition_frames: int, report_real: bool):
+    """Mean paired scores of the clips whose key matches one real clip's. Two joins: of keys
+    only, to find the pairs, then of the pairs' encoded records; unpaired clips never leave
+    their worker, and frames are decoded only after the join. Also the real side's dead letters
+    when `report_real` (its statistics are cached, so the pairs alone decode it)."""
+    paired_keys = beam.pvalue.AsDict(
+        {"real": real_clips | f"{side}/pairs/real_keys" >> beam.Map(key_only),
+         "generated": clips | f"{side}/pairs/keys" >> beam.Map(key_only)}
+        | f"{side}/pairs/join_keys" >> beam.CoGroupByKey()
+        | f"{side}/pairs/one_each" >> beam.FlatMap(one_each))
+    scored = ({"real": real_clips | f"{side}/pairs/real_records" >> beam.FlatMap(
+                   if_paired, paired_keys),
+               "generated": clips | f"{side}/pairs/records" >> beam.FlatMap(
+                   if_paired, paired_keys)}
+              | f"{side}/pairs/join" >> beam.CoGroupByKey()
+              | f"{side}/pairs/score" >> beam.ParDo(_PairedScores(
+                  lpips_weights, task, condition_frames, report_real)).with_outputs(
+                      DEAD_LETTER, main="scores"))
+    means = scored.scores | f"{side}/pairs/mean" >> beam.CombineGlobally(_MeanPairsCombineFn())
+    return means, scored[DEAD_LETTER]
 
 
 def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir: str,
                  beam_args: list[str] | None = None, task: str = "",
-                 condition_frames: int = 1, baseline_pattern: str = "") -> dict:
+                 condition_frames: int = 1, baseline_pattern: str = "",
+                 job_counters: dict | None = None) -> dict:
     """Runs the evaluation job and returns the metrics, also written to `<out_dir>/metrics.json`.
 
     `task` (a magvit.transformer.tasks name, '' for whole-clip reconstructions) says which pixels
     the paired metrics score: only those the task generates. `baseline_pattern`: clips of a
     trivial baseline (e.g. the condition-padded videos), scored alike in the same job into
-    metrics.json's `baseline` ({fvd, psnr, ssim, num_pairs, num_generated, pattern})."""
+    metrics.json's `baseline` ({fvd, psnr, ssim, num_pairs, num_generated, pattern}).
+    `job_counters`, when given, gets the run's Beam counters ({name: value}, e.g.
+    `shuffled_bytes`: the bytes sent into the pairing joins) where the runner reports them."""
     if task:
         tasks.get_task(task, condition_frames)  # an unknown task fails before any work
     real_files = list_files(real_pattern, flag="real")
@@ -296,25 +131,29 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
     with beam.Pipeline(options=beam_options.pipeline_options(beam_args)) as pipeline:
         real_clips, real_dead = _read_clips(pipeline, "real", real_files)
         generated_clips, generated_dead = _read_clips(pipeline, "generated", generated_files)
+        dead_sides = [real_dead, generated_dead]
         if cached is None:
-            real = _statistics(real_clips, "real", eval_config)
+            real, real_undecodable = _statistics(real_clips, "real", eval_config)
+            dead_sides.append(real_undecodable)
             if cache:
                 _ = real | "real/cache" >> beam.Map(_write_reference, eval_config, real_pattern)
-        else:
+        else:   # the real clips are read for their pairs only
             real = pipeline | "real/cached" >> beam.Create([(cached[0], [cached[1]])])
-        generated = _statistics(generated_clips, "generated", eval_config)
-        paired = _paired_means(real_clips, generated_clips, "generated", lpips_weights, task,
-                               condition_frames)
-        dead_sides = [real_dead, generated_dead]
+        generated, generated_undecodable = _statistics(generated_clips, "generated", eval_config)
+        paired, real_unpaired_dead = _paired_means(
+            real_clips, generated_clips, "generated", lpips_weights, task, condition_frames,
+            report_real=cached is not None)
+        dead_sides += [generated_undecodable, real_unpaired_dead]
         baseline = {}
         if baseline_files:
             baseline_clips, baseline_dead = _read_clips(pipeline, "baseline", baseline_files)
-            dead_sides.append(baseline_dead)
-            baseline = {
-                "baseline": beam.pvalue.AsSingleton(
-                    _statistics(baseline_clips, "baseline", eval_config)),
-                "baseline_paired": beam.pvalue.AsSingleton(_paired_means(
-                    real_clips, baseline_clips, "baseline", "", task, condition_frames))}
+            baseline_stats, baseline_undecodable = _statistics(baseline_clips, "baseline",
+                                                               eval_config)
+            baseline_paired, _ = _paired_means(real_clips, baseline_clips, "baseline", "", task,
+                                               condition_frames, report_real=False)
+            dead_sides += [baseline_dead, baseline_undecodable]
+            baseline = {"baseline": beam.pvalue.AsSingleton(baseline_stats),
+                        "baseline_paired": beam.pvalue.AsSingleton(baseline_paired)}
         dead = tuple(dead_sides) | "dead/flatten" >> beam.Flatten()
         _ = dead | "dead/write" >> beam.io.WriteToText(
             os.path.join(out_dir, DEAD_LETTER), file_name_suffix=".jsonl", num_shards=1,
@@ -329,8 +168,22 @@ def run_evaluate(real_pattern: str, generated_pattern: str, eval_config, out_dir
              | "metrics/write" >> beam.io.WriteToText(
                  os.path.join(out_dir, "metrics"), file_name_suffix=".json", num_shards=1,
                  shard_name_template=""))
+    if job_counters is not None:
+        job_counters.update(_counters(pipeline))
     with tf.io.gfile.GFile(metrics_path) as f:
         return json.load(f)
+
+
+def _counters(pipeline) -> dict:
+    """The finished pipeline's committed counters of this job, summed by name."""
+    counters = {}
+    result = getattr(pipeline, "result", None)
+    if result is None:
+        return counters
+    for counter in result.metrics().query(MetricsFilter().with_namespace("evaluate"))["counters"]:
+        name = counter.key.metric.name
+        counters[name] = counters.get(name, 0) + counter.committed
+    return counters
 
 
 def _define_flags(fv: flags.FlagValues) -> None:
@@ -365,28 +218,6 @@ PROGRAM = cli.Program("pipelines.evaluate", __doc__, _define_flags,
                       required=("real", "generated", "out"),
                       passthrough=beam_options.split_beam_args,
                       passthrough_help=beam_options.BEAM_HELP)
-
-
-def _summary(metrics: dict) -> str:
-    lines = [f"FVD {metrics['fvd']:.3f}  ({metrics['num_generated']} generated vs "
-             f"{metrics['num_real']} real clips of {metrics['num_frames']} frames, protocol "
-             f"{metrics['protocol']}, I3D {metrics['i3d_weights_name']}, id "
-             f"{metrics['i3d_weights']})"]
-    if metrics["num_pairs"]:
-        lines.append(f"PSNR {metrics['psnr']:.3f} dB  SSIM {metrics['ssim']:.4f}  "
-                     f"({metrics['num_pairs']} pairs; {metrics['paired_scores']})")
-    if metrics["lpips"] is not None:
-        lines.append(f"LPIPS {metrics['lpips']:.4f}  ({metrics['lpips_status']})")
-    else:
-        lines.append(f"LPIPS {metrics['lpips_status']}")
-    if metrics.get("baseline"):
-        base = metrics["baseline"]
-        psnr = f", PSNR {base['psnr']:.3f} dB  SSIM {base['ssim']:.4f}" if base["num_pairs"] else ""
-        lines.append(f"baseline: FVD {base['fvd']:.3f}{psnr}  ({base['pattern']})")
-    lines.append(f"dead letters: {metrics['num_dead_letters']} ({metrics['dead_letter']})")
-    if metrics.get("warning"):
-        lines.append(f"WARNING: {metrics['warning']}")
-    return "\n".join(lines)
 
 
 def _main(fv: flags.FlagValues, beam_args: list[str]) -> None:

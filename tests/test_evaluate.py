@@ -146,3 +146,31 @@ def test_cli_writes_metrics(data, tmp_path):
     assert metrics["baseline"]["psnr"] == pytest.approx(100)
     assert metrics["baseline"]["num_pairs"] == 4
     assert "baseline: FVD 0.000, PSNR 100.000 dB" in result.stdout
+
+
+def test_pairing_joins_keys_and_paired_records_only_and_cache_skips_real_decoding(tmp_path):
+    """Counters of the run: the joins get every clip's key but only the pairs' encoded records,
+    and with cached reference statistics no real clip is decoded for FVD."""
+    real = {f"v{i}": _frames(i) for i in range(4)}
+    real_path = _write(tmp_path / "real.tfrecord", real.items())
+    unpaired = _write(tmp_path / "samples.tfrecord", [(f"sample{i}", _frames(10 + i))
+                                                      for i in range(3)])
+    paired = _write(tmp_path / "recon.tfrecord", [("v0", _frames(20)), ("v1", _frames(21))])
+    cache = str(tmp_path / "real_stats.npz")
+    first = {}
+    evaluate.run_evaluate(real_path, unpaired, _config(reference_stats=cache), str(tmp_path / "a"),
+                          job_counters=first)
+    keys = sum(len(f"v{i}@0") for i in range(4))
+    assert first["decoded_real"] == 4 and first["decoded_generated"] == 3
+    assert first["shuffled_bytes"] == keys + sum(len(f"sample{i}@0") for i in range(3))
+    second = {}
+    metrics = evaluate.run_evaluate(real_path, paired, _config(reference_stats=cache),
+                                    str(tmp_path / "b"), job_counters=second)
+    assert metrics["reference_stats_cached"] is True and metrics["num_pairs"] == 2
+    assert "decoded_real" not in second and second["decoded_generated"] == 2
+    records = [r.numpy() for r in tf.data.TFRecordDataset([real_path])][:2]
+    records += [r.numpy() for r in tf.data.TFRecordDataset([paired])]
+    record_bytes = (sum(len(r) for r in records) + 2 * len(real_path) + 2 * len(paired)
+                    + 2 * len("v0@0") + 2 * len("v1@0"))
+    assert second["shuffled_bytes"] == keys + 2 * len("v0@0") + record_bytes
+    assert second["shuffled_bytes"] < 6 * 4 * 32 * 32 * 3   # before: every clip's decoded frames

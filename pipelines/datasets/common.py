@@ -115,18 +115,47 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def walk(root: str) -> Iterator[tuple[str, list[str]]]:
+def entries(directory: str, real_root: str) -> tuple[list[str], list[str]]:
+    """(names of the non-folder entries, paths of the folders to walk) of a local `directory`:
+    links to folders count unless the target lies inside `real_root` (its files are listed
+    under their own path already) or contains it (a loop such as `up -> ..`). One scandir, and a
+    stat per link only: no call per file."""
+    folders, files = [], []
+    with os.scandir(directory) as listing:  # local-only: the entry types come with the listing
+        found = sorted(listing, key=lambda entry: entry.name)
+    for entry in found:
+        path = join(directory, entry.name)
+        if not _is_dir(entry):   # follows a link (a stat for links only): a dangling one is a file
+            files.append(entry.name)
+        elif not entry.is_symlink():
+            folders.append(path)
+        else:
+            target = os.path.realpath(path)  # local-only
+            if not (_inside(target, real_root) or _inside(real_root, target)):
+                folders.append(path)
+    return files, folders
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """os.path.isdir's answer: False for a link that loops (ELOOP) or dangles."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def walk(root: str, within: str | None = None) -> Iterator[tuple[str, list[str]]]:
     """(folder, names of the non-folder entries in it) for `root` and every folder below it.
 
     A remote root is walked by tf.io.gfile (object stores have no links). Locally, links to
-    folders are followed unless the target lies inside `root` (its files are listed under their
-    own path already) or contains `root` (a loop such as `up -> ..`), and each real folder is
+    folders are followed unless the target lies inside `within` (default: `root`; a part of a
+    larger tree passes the tree's root) or contains it (see `entries`), and each real folder is
     walked once: a link loop can neither multiply the files nor relabel them."""
     if is_remote(root):
         for directory, _, files in tf.io.gfile.walk(root):
             yield directory, files
         return
-    real_root = os.path.realpath(root)  # local-only
+    real_root = os.path.realpath(within or root)  # local-only
     seen, stack = set(), [root]
     while stack:
         directory = stack.pop()
@@ -134,28 +163,28 @@ def walk(root: str) -> Iterator[tuple[str, list[str]]]:
         if real in seen:
             continue
         seen.add(real)
-        folders, files = [], []
-        for name in sorted(tf.io.gfile.listdir(directory)):
-            path = join(directory, name.rstrip("/"))
-            if not os.path.isdir(path):  # local-only
-                files.append(name)
-            elif not os.path.islink(path):  # local-only
-                folders.append(path)
-            else:
-                target = os.path.realpath(path)  # local-only
-                if not (_inside(target, real_root) or _inside(real_root, target)):
-                    folders.append(path)
+        files, folders = entries(directory, real_root)
         yield directory, files
         stack.extend(reversed(folders))
 
 
-def list_files(root: str, extensions=VIDEO_EXTENSIONS) -> list[str]:
+def list_files(root: str, extensions=VIDEO_EXTENSIONS, within: str | None = None) -> list[str]:
     """Every file under `root` (recursively, see `walk`) whose name ends with one of
-    `extensions`, sorted."""
+    `extensions`, sorted. A remote root is listed by prefix (`FileSystems.match` of `root/**`:
+    one listing request per page of objects, no request per file)."""
+    if is_remote(root):
+        return sorted(path for path in _match_all(root) if path.lower().endswith(extensions))
     found = []
-    for directory, files in walk(root):
+    for directory, files in walk(root, within):
         found.extend(join(directory, name) for name in files if name.lower().endswith(extensions))
     return sorted(found)
+
+
+def _match_all(root: str) -> list[str]:
+    from apache_beam.io.filesystems import FileSystems   # pylint: disable=import-outside-toplevel
+    from pipelines import gfile_filesystem  # noqa: F401  pylint: disable=import-outside-toplevel
+    (result,) = FileSystems.match([root.rstrip("/") + "/**"])
+    return [metadata.path for metadata in result.metadata_list]
 
 
 def check_regular_file(path: str) -> None:

@@ -6,10 +6,18 @@ Split `all` reads `<root>` itself; any other split name reads the sub-folder `<r
 so the same class has the same index in every split. A video's id is its path under the split
 folder without the extension, or with it where two files differ only by extension (`video_ids`).
 Links to folders are followed without loops (`common.walk`).
+
+Listing fans out (`partitions`, `list_partition`, `label_partition`: pipelines/listing.py runs them
+on workers): one listdir per split finds its class folders, each class folder is then listed on
+its own, and the class indices come from the folders that hold videos. A video id only clashes
+with one in its own folder, so the ids are those of `list_videos`. (Two class-folder links to one
+folder outside the root list its videos under each link; `list_videos` lists them once.)
 """
 import collections
 import os
 from typing import Iterator
+
+import tensorflow as tf
 
 from pipelines.datasets import common
 
@@ -74,6 +82,54 @@ def list_folder(base: str, split: str, classes: list[str] | None,
 
 def list_videos(config, split: str) -> Iterator[common.Video | common.Failure]:
     yield from list_folder(split_root(config.root, split), split, class_names(config))
+
+
+def partitions(config) -> list[tuple[str, str, str]]:
+    """Listing's units of work, found with one listdir per split: (split, split folder, class
+    folder name) per class folder, and (split, split folder, "") for the loose (unlabelled)
+    videos directly in the split folder."""
+    units = []
+    for split in common.split_names(config):
+        base = split_root(config.root, split)
+        units.append((split, base, ""))
+        if not common.is_remote(base):
+            _, folders = common.entries(base, os.path.realpath(base))  # local-only
+            units.extend((split, base, os.path.basename(folder)) for folder in folders)
+        else:
+            units.extend((split, base, name) for name in _remote_entries(base)[1])
+    return units
+
+
+def _remote_entries(base: str) -> tuple[list[str], list[str]]:
+    """(file names, folder names) directly in a remote folder: one is_directory call per entry
+    of this level only (class folders and loose files), never per video below them."""
+    files, folders = [], []
+    for name in sorted(tf.io.gfile.listdir(base)):
+        name = name.rstrip("/")
+        (folders if tf.io.gfile.isdir(common.join(base, name)) else files).append(name)
+    return files, folders
+
+
+def list_partition(config, unit: tuple[str, str, str]) -> tuple[str, str, str, list[str]]:
+    """A unit of `partitions` -> (split, split folder, class name, sorted video paths)."""
+    split, base, name = unit
+    if name:
+        paths = common.list_files(common.join(base, name), within=base)
+    elif common.is_remote(base):
+        paths = [common.join(base, entry) for entry in _remote_entries(base)[0]
+                 if entry.lower().endswith(common.VIDEO_EXTENSIONS)]
+    else:
+        files, _ = common.entries(base, os.path.realpath(base))  # local-only
+        paths = [common.join(base, entry) for entry in files
+                 if entry.lower().endswith(common.VIDEO_EXTENSIONS)]
+    return split, base, name, paths
+
+
+def label_partition(listed: tuple[str, str, str, list[str]],
+                    classes: list[str]) -> Iterator[common.Video | common.Failure]:
+    """A listed unit -> its Videos (and Failures), given the sorted class names of all units."""
+    split, base, _, paths = listed
+    yield from list_folder(base, split, classes, paths)
 
 
 read = common.read_file
