@@ -116,4 +116,4 @@ def test_tokenizer_names_a_time_length_that_does_not_divide():
     config = get_config("tiny").tokenizer
     model = VQModel(config.model)
     with pytest.raises(ValueError, match="not divisible by 2"):
-        model.init(jax.random.PRNGKey(0), jnp.zeros((1, 6, 32, 32, 3)))
+        model.init(jax.random.PRNGKey(0), jnp.zeros((1, 5, 32, 32, 3)))

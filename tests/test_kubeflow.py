@@ -104,7 +104,8 @@ def test_a_compiled_step_runs_in_the_tfx_container_entrypoint(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--pipeline_root=runs/local"], "--pipeline_root=runs/local: a local path, but with "
                                      "--orchestrator=kubeflow the steps run on other machines"),
-    (["--dataset=folder", "--data_root=/data/videos"], "--data_root=/data/videos: a local path"),
+    (["--dataset=folder", "--config.dataset.split=train,test", "--data_root=/data/videos"],
+     "--data_root=/data/videos: a local path"),
     (["--config.eval.i3d_weights=/models/i3d"], "--config.eval.i3d_weights=/models/i3d: a local"),
     (["--config.tokenizer.loss.perceptual_weights=/w/resnet.h5"],
      "--config.tokenizer.loss.perceptual_weights=/w/resnet.h5: a local path"),

@@ -45,6 +45,7 @@ def failures(dataset_dir: str, split: str) -> list[dict]:
 
 def test_demo_prepares_parses_and_is_byte_identical(tmp_path):
     config = get_config("tiny").dataset
+    config.demo_videos_per_class = 6   # the counts below (tiny's own demo has 10 per class)
     first = prepare.run_prepare(config, str(tmp_path / "a"))       # generates the demo videos
     config.root = str(tmp_path / "a" / "demo_videos")                # the same input again
     second = prepare.run_prepare(config, str(tmp_path / "b"), ["--direct_num_workers=1"])
