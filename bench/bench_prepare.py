@@ -11,7 +11,7 @@ FFmpeg's decoding threads do not skew the figures. Prints one line per measureme
 Extra figures, to tell Beam's own cost from encoding's:
   encode loop:  the job's work per video without Beam (reader, clip_sampling, build_clip,
                 serialization) in one process, for each image format;
-  beam/(encode loop): what Beam itself (graph, part files and shard writing) costs;
+  beam/(encode loop): what Beam itself (graph, grouping and shard writing) costs;
   fixed cost: CPU seconds of a one-video job beyond its encoding work (graph construction, runner
                 start-up, stats): paid once per run, so the figures also show the ratio without it.
   peak temporary disk / output: the most bytes of temporary files (part files under `_work/`,

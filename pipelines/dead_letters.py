@@ -15,7 +15,7 @@ import zlib
 import apache_beam as beam
 import tensorflow as tf
 
-from pipelines.part_files import atomic_path
+from pipelines.atomic_files import atomic_path
 
 PREFIX = "failures"
 LINES_PER_FILE = 100_000   # ~30 MB of JSON lines, sorted in one worker's memory

@@ -42,7 +42,7 @@ from absl import flags
 
 from magvit import cli, remote
 from pipelines import beam_options, dead_letters, gfile_filesystem, listing  # noqa: F401  (ram://)
-from pipelines.part_files import LazyRecordWriter, Part, atomic_path, concatenate  # noqa: F401
+from pipelines.atomic_files import atomic_path  # noqa: F401  (re-exported)
 from pipelines.datasets import common
 from pipelines.prepare_layout import (  # noqa: F401  (the job's public names, importable here)
     IMAGE_FORMATS, check_config, clear_outputs, failures_path, part_path, remove_work_dir,
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module, not this `__main__` copy: the DoFns and the `Part` records that
+    # Run the imported module, not this `__main__` copy: the DoFns that
     # workers unpickle must name `pipelines.prepare`, which every worker process can import.
     from pipelines import prepare as _importable
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -13,7 +13,7 @@ import tensorflow as tf
 from magvit import video_io
 from pipelines import clip_sampling, datasets
 from pipelines.datasets import common
-from pipelines.part_files import atomic_path
+from pipelines.atomic_files import atomic_path
 from pipelines.prepare_layout import shard_path
 from tfrecords_schemas import clip as clip_schema
 

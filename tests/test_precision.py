@@ -13,6 +13,7 @@ from magvit.tokenizer.train_step import Models, to_unit, train_step
 from magvit.transformer import autoregressive, tasks
 from magvit.transformer.model import attend, attend_with_dropout, build_model
 from magvit.transformer.train_step import init_state, make_optimizer, make_train_step
+from tests.test_tokenizer_model import micro_config
 
 # bfloat16 keeps 8 mantissa bits (relative rounding 2^-9 ~ 0.2% per op); through the tiny models'
 # depth the RMS difference from float32 stays within these fractions of the float32 outputs'
@@ -22,15 +23,9 @@ TRANSFORMER_BF16_TOLERANCE = 0.03
 
 
 def _tokenizer_config(dtype="float32", remat=False):
-    """The tiny tokenizer, smaller still (4x16x16 clips, two levels), in `dtype`."""
-    config = get_config("tiny").tokenizer
+    """The tiny tokenizer, smaller still (tests.test_tokenizer_model.micro_config), in `dtype`."""
+    config = micro_config()
     config.dtype, config.remat = dtype, remat
-    config.clip_shape = (4, 16, 16)
-    m = config.model
-    m.filters, m.channel_multipliers, m.temporal_downsample = 8, (1, 2), (True,)
-    m.num_groups, m.embedding_dim, m.codebook_size = 4, 8, 16
-    config.discriminator.filters, config.discriminator.channel_multipliers = 8, (2, 2)
-    config.training.batch_size = 2
     return config
 
 

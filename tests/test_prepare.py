@@ -99,27 +99,21 @@ def test_png_frames_decode_losslessly_with_tf_and_pil():
         clip_schema.encode_png_frames(frames, 13)
 
 
-def test_parts_concatenate_into_shards_and_writes_are_all_or_nothing(tmp_path):
-    parts = []
-    for name, values in [("a", [b"1", b"22"]), ("b", []), ("c", [b"333"])]:
-        path = str(tmp_path / "work" / f"{name}.tfrecord")
-        with prepare.atomic_path(path) as temporary, prepare.LazyRecordWriter(temporary) as writer:
-            for value in values:
-                writer.write(value)
-        assert writer.records == len(values) and os.path.exists(path) == bool(values)
-        parts += [path] * bool(values)
+def test_writes_are_all_or_nothing(tmp_path):
     shard = str(tmp_path / "out" / "shard.tfrecord")
     with prepare.atomic_path(shard) as temporary:
-        prepare.concatenate(parts, temporary)
+        with tf.io.TFRecordWriter(temporary) as writer:
+            for value in (b"1", b"22", b"333"):
+                writer.write(value)
     assert [r.numpy() for r in tf.data.TFRecordDataset(shard)] == [b"1", b"22", b"333"]
-    with prepare.atomic_path(str(tmp_path / "out" / "empty.tfrecord")) as temporary:
-        prepare.concatenate([], temporary)                                # an empty shard exists too
-    assert os.path.getsize(tmp_path / "out" / "empty.tfrecord") == 0
+    with prepare.atomic_path(str(tmp_path / "out" / "never.tfrecord")):
+        pass                                                              # nothing written: no file
     with pytest.raises(RuntimeError, match="worker died"):                 # a failed attempt leaves
         with prepare.atomic_path(shard) as temporary:                      # the old file and no
-            prepare.concatenate(parts[:1], temporary)                      # temporary behind
+            with tf.io.TFRecordWriter(temporary) as writer:                # temporary behind
+                writer.write(b"4")
             raise RuntimeError("worker died")
-    assert sorted(os.listdir(tmp_path / "out")) == ["empty.tfrecord", "shard.tfrecord"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["shard.tfrecord"]
     assert len(list(tf.data.TFRecordDataset(shard))) == 3
 
 

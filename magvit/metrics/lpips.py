@@ -276,7 +276,7 @@ def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
         raise LPIPSWeightsError(
             f"reading {path!r} needs PyTorch, which this project does not depend on: run "
             f"`pip install torch` (the CPU build is enough) and convert again") from e
-    if not os.path.isfile(path):
+    if not os.path.isfile(path):  # local-only (torch.load reads local files)
         raise LPIPSWeightsError(f"{path!r}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

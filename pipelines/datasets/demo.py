@@ -67,11 +67,11 @@ def generate(root: str, seed: int = 0, videos_per_class: int = 6, num_frames: in
     """Writes the demo videos under `root` (skipping files already there); returns their paths."""
     paths = []
     for label_index, label in enumerate(CLASSES):
-        os.makedirs(os.path.join(root, label), exist_ok=True)
+        os.makedirs(os.path.join(root, label), exist_ok=True)  # local-only (prepare uploads)
         for i in range(videos_per_class):
             path = os.path.join(root, label, f"{label}_{i:03d}.mp4")
             paths.append(path)
-            if os.path.exists(path):
+            if os.path.exists(path):  # local-only
                 continue
             rng = np.random.RandomState([seed, label_index, i])
             tmp = path + ".tmp.mp4"
