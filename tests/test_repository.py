@@ -66,3 +66,19 @@ def test_sdist_contains_the_code_workers_need(tmp_path):
                      "pipelines/datasets/demo.py", "tfrecords_schemas/clip.py",
                      "tfrecords_schemas/clip.schema.pbtxt", "tfrecords_schemas/tokens.schema.pbtxt"):
         assert required in names, f"{required} missing from the sdist"
+
+
+def test_no_product_module_is_over_400_lines():
+    """Small modules: none of the product's (magvit, pipelines, components, tfrecords_schemas,
+    bench) is over 400 lines."""
+    long = []
+    for folder in ("magvit", "pipelines", "components", "tfrecords_schemas", "bench"):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    with open(path, encoding="utf-8") as f:
+                        lines = sum(1 for _ in f)
+                    if lines > 400:
+                        long.append(f"{os.path.relpath(path, ROOT)}: {lines} lines")
+    assert not long, long
