@@ -60,7 +60,9 @@ def _initial_state(models, config, mesh):
 
 def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed: int = 0,
              examples: list | None = None) -> dict:
-    """Reconstruction metrics of `params` on the clips of `pattern` (one pass, or `max_batches`).
+    """Reconstruction metrics of `params` on the clips of `pattern` (one pass, or `max_batches`),
+    beside the same metrics of a trivial baseline: each clip's mean frame held still
+    (`psnr_baseline` / `ssim_baseline`), which a tokenizer that keeps motion must beat.
 
     `examples`, a list, receives (clips, reconstructions) of the first batch (uint8)."""
     _, mesh, _, reconstruct = _setup(tokenizer_config)
@@ -68,7 +70,7 @@ def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed:
     clips = data.ResumableIterator(pattern, data.clip_parser(tokenizer_config.clip_shape),
                                    batch_size, seed=seed, train=False, flag="eval_data")
     params = train_utils.replicate(params, mesh)
-    psnrs, ssims, ids_all = [], [], []
+    psnrs, ssims, ids_all, baseline_psnrs, baseline_ssims = [], [], [], [], []
     for i, batch in enumerate(clips):
         if max_batches and i >= max_batches:
             break
@@ -81,12 +83,18 @@ def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed:
             examples.append((frames, recon))
         psnrs.append(reconstruction.psnr(frames, recon).mean(axis=1))
         ssims.append(reconstruction.ssim(frames, recon).mean(axis=1))
+        still = np.broadcast_to(np.round(frames.mean(axis=1, keepdims=True)).astype(np.uint8),
+                                frames.shape)
+        baseline_psnrs.append(reconstruction.psnr(frames, still).mean(axis=1))
+        baseline_ssims.append(reconstruction.ssim(frames, still).mean(axis=1))
         ids_all.append(ids)
     if not psnrs:
         raise ValueError(f"--eval_data={pattern!r}: no clips")
     ids = np.concatenate(ids_all)
     return {"psnr": float(np.mean(np.concatenate(psnrs))),
             "ssim": float(np.mean(np.concatenate(ssims))), "num_clips": int(len(ids)),
+            "psnr_baseline": float(np.mean(np.concatenate(baseline_psnrs))),
+            "ssim_baseline": float(np.mean(np.concatenate(baseline_ssims))),
             **reconstruction.codebook_usage(ids, codebook_size(tokenizer_config.model))}
 
 

@@ -64,6 +64,15 @@ def test_training_improves_psnr_and_resume_is_exact(clips, tmp_path):
     with open(os.path.join(workdir, train_tokenizer.EVAL_METRICS_FILE)) as f:
         written = json.load(f)
     assert written["step"] == STEPS and written["psnr"] == pytest.approx(result["eval_psnr"])
+    # The trivial baseline beside it: each clip's mean frame held still, computed here by hand.
+    from magvit.data import clip_parser, ResumableIterator
+    from magvit.metrics.reconstruction import psnr
+    test_clips = np.concatenate([b["frames"] for b in ResumableIterator(
+        test_data, clip_parser(config.tokenizer.clip_shape), 4, train=False)])
+    still = np.broadcast_to(np.round(test_clips.mean(axis=1, keepdims=True)).astype(np.uint8),
+                            test_clips.shape)
+    assert before["psnr_baseline"] == pytest.approx(psnr(test_clips, still).mean(), rel=1e-5)
+    assert written["psnr_baseline"] > 0 and 0 < written["ssim_baseline"] < 1
     assert set(checkpoints.Checkpointer(workdir).all_steps()) == {STEPS // 2, STEPS}
 
     # Resume: a work directory holding only the mid-run checkpoint (as if the run had been
