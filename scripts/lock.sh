@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${VENV_PYTHON:-.venv/bin/python}
+# tf-keras: tensorflow-model-analysis (imported by the TFX Kubeflow V2 container entrypoint) imports it.
 NO_DEPS="tfx==1.21.0 ml-pipelines-sdk==1.21.0 ml-metadata==1.17.1 kfp-pipeline-spec==0.6.0 \
-tensorflow-model-analysis==0.52.0"
+tensorflow-model-analysis==0.52.0 tf-keras==2.21.0"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 CONSTRAINTS=()
