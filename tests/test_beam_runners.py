@@ -78,7 +78,9 @@ def test_prepare_cli_on_out_of_process_runners(reference, runner, tmp_path):
     assert _files(out) == expected
 
 
-@pytest.mark.parametrize("runner", sorted(RUNNERS))
+@pytest.mark.parametrize("runner", [
+    pytest.param("multi_processing", marks=pytest.mark.slow),   # ~45 s; prepare covers it by default
+    "portable_loopback"])
 def test_pretokenize_and_evaluate_clis_on_out_of_process_runners(reference, runner, tmp_path):
     clips = reference["clips"]
     _cli("pretokenize", [f"--clips={clips}/train/*.tfrecord", f"--tokenizer={reference['tokenizer']}",

@@ -59,6 +59,7 @@ def test_dtype_names_are_checked():
     assert precision.model_options({}, "x") == {"dtype": jnp.float32, "remat": False}
 
 
+@pytest.mark.slow   # ~45 s on 2 cores; the bfloat16 train step below stays in the default suite
 def test_tokenizer_bfloat16_forward_within_tolerance_of_float32():
     f32, bf16 = Models(_tokenizer_config()), Models(_tokenizer_config("bfloat16"))
     params = f32.init(jax.random.PRNGKey(0)).params
