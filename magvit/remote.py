@@ -64,7 +64,7 @@ class LocalMirror:
     def __init__(self, remote: str):
         self.remote = remote
         self.local = tempfile.mkdtemp(prefix="magvit-mirror-")  # local-only
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self.local, True)
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.local, True)  # local-only
         if tf.io.gfile.isdir(remote):
             copy_tree(remote, self.local)
 
