@@ -16,6 +16,9 @@ would have seen. Store `iterator.position.to_dict()` in the checkpoint metadata.
 
 With several JAX processes, each reads its own shard of the files and yields `batch_size /
 process_count` examples per batch (the global batch is `batch_size`).
+
+`records=False` makes each file one element (its path goes to the parser): the image folders of
+`magvit.image_data`, shuffled, resumed and sharded exactly as the records are.
 """
 import dataclasses
 from typing import Callable, Iterator
@@ -76,13 +79,16 @@ def clip_parser(clip_shape: tuple[int, int, int]) -> Callable[[tf.Tensor], dict]
     return parse
 
 
-def _epoch_records(files: list[str], epoch, seed: int, shuffle_buffer: int, shuffle: bool):
+def _epoch_records(files: list[str], epoch, seed: int, shuffle_buffer: int, shuffle: bool,
+                   records: bool = True):
     names = tf.data.Dataset.from_tensor_slices(files)
     if jax.process_count() > 1:
         names = names.shard(jax.process_count(), jax.process_index())
     epoch_seed = tf.cast(epoch, tf.int64) + seed
     if shuffle:
         names = names.shuffle(len(files), seed=epoch_seed)
+    if not records:   # one element per file: the file names, shuffled above
+        return names.map(lambda r: (tf.cast(epoch, tf.int64), r))
     records = names.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
                                block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
                                deterministic=True)
@@ -93,22 +99,26 @@ def _epoch_records(files: list[str], epoch, seed: int, shuffle_buffer: int, shuf
 
 def make_dataset(pattern: str, parse_fn: Callable, batch_size: int, *, seed: int = 0,
                  shuffle_buffer: int = 1024, train: bool = True,
-                 position: Position = Position(), flag: str = "data") -> tf.data.Dataset:
+                 position: Position = Position(), flag: str = "data",
+                 files: list[str] | None = None, records: bool = True) -> tf.data.Dataset:
     """Batches of parsed records (plus `_epoch` per example) from `position` on.
 
     train=True: shuffled, endless, full batches only. train=False: one pass in file order, the last
-    batch may be smaller.
+    batch may be smaller. `files` (already listed) replaces the glob `pattern`, which then only
+    names them in errors; `records=False`: each file is one element (see the module doc).
     """
-    files = list_files(pattern, flag)
+    files = list(files) if files is not None else list_files(pattern, flag)
+    if not files:
+        raise FileNotFoundError(f"--{flag}={pattern!r}: no file to read")
     per_process = batch_size // jax.process_count()
     if per_process * jax.process_count() != batch_size or per_process == 0:
         raise ValueError(f"batch size {batch_size} is not divisible by the {jax.process_count()} "
                          "JAX processes")
-    if train:
+    if train and records:
         check_has_records(files, pattern, flag)
     last_epoch = np.iinfo(np.int64).max if train else 1
     epochs = tf.data.Dataset.range(position.epoch, last_epoch)
-    ds = epochs.flat_map(lambda e: _epoch_records(files, e, seed, shuffle_buffer, train))
+    ds = epochs.flat_map(lambda e: _epoch_records(files, e, seed, shuffle_buffer, train, records))
     ds = ds.skip(position.offset)
 
     def parse(epoch, serialized):
@@ -125,11 +135,13 @@ class ResumableIterator:
 
     def __init__(self, pattern: str, parse_fn: Callable, batch_size: int, *, seed: int = 0,
                  shuffle_buffer: int = 1024, train: bool = True,
-                 position: Position | dict | None = None, flag: str = "data"):
+                 position: Position | dict | None = None, flag: str = "data",
+                 files: list[str] | None = None, records: bool = True):
         self.position = position if isinstance(position, Position) else Position.from_dict(position)
         self._dataset = make_dataset(pattern, parse_fn, batch_size, seed=seed,
                                      shuffle_buffer=shuffle_buffer, train=train,
-                                     position=self.position, flag=flag)
+                                     position=self.position, flag=flag, files=files,
+                                     records=records)
         self._iterator: Iterator = iter(self._dataset.as_numpy_iterator())
 
     def __iter__(self):

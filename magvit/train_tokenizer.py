@@ -9,6 +9,11 @@ TensorBoard scalars under <workdir>/train and <workdir>/eval, and <workdir>/eval
 `--config.tokenizer.loss.perceptual_weights=/path/resnet50_weights_tf_dim_ordering_tf_kernels.h5`
 the generator also minimises the ResNet-50 perceptual loss (`train/perceptual_loss`).
 `magvit.tokenizer.api.Tokenizer.load(workdir)` then gives the trained tokenizer.
+
+The 2D image tokenizer (`--config=<setting>_image`) trains on random frames of the clips, or,
+with `--config.tokenizer.training.image_folder=<folder>` (and no --data / --eval_data), on the
+png / jpeg images under that folder (`magvit.image_data`: nested folders, gs:// too), evaluated
+on the folder's held-out images (`tokenizer.training.image_eval_fraction`).
 """
 import functools
 import json
@@ -21,7 +26,7 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from magvit import checkpoints, cli, data, distributed, remote, train_utils
+from magvit import checkpoints, cli, data, distributed, image_data, remote, train_utils
 from magvit.configs.flags import check_steps
 from magvit.metrics import reconstruction
 from magvit.tokenizer import inflation
@@ -58,17 +63,45 @@ def _initial_state(models, config, mesh):
     return train_utils.replicate(state, mesh)
 
 
-def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed: int = 0,
-             examples: list | None = None) -> dict:
+def _image_resolution(tokenizer_config) -> int:
+    height, width = (int(s) for s in tokenizer_config.clip_shape[1:])
+    if height != width:
+        raise ValueError(f"tokenizer.clip_shape={tuple(tokenizer_config.clip_shape)}: "
+                         "image_folder images are square crops, so H must equal W")
+    return height
+
+
+def _image_iterator(tokenizer_config, folder, *, train: bool, seed: int, position=None):
+    """Training: the folder's training images, shuffled; else its held-out images, in order."""
+    training = tokenizer_config.training
+    return folder.iterator(_image_resolution(tokenizer_config), training.image_resize_filter,
+                           training.batch_size, held_out=not train, train=train, seed=seed,
+                           position=position)
+
+
+def _baseline(frames: np.ndarray) -> np.ndarray:
+    """Each clip's mean frame held still; for one-frame clips (images) each image's mean
+    colour."""
+    axes = (1,) if frames.shape[1] > 1 else (1, 2, 3)
+    return np.broadcast_to(np.round(frames.mean(axis=axes, keepdims=True)).astype(np.uint8),
+                           frames.shape)
+
+
+def evaluate(tokenizer_config, params, pattern: str | None, max_batches: int = 0, seed: int = 0,
+             examples: list | None = None, images: image_data.ImageFolder | None = None) -> dict:
     """Reconstruction metrics of `params` on the clips of `pattern` (one pass, or `max_batches`),
-    beside the same metrics of a trivial baseline: each clip's mean frame held still
-    (`psnr_baseline` / `ssim_baseline`), which a tokenizer that keeps motion must beat.
+    or on the held-out images of `images`, beside the same metrics of a trivial baseline
+    (`psnr_baseline` / `ssim_baseline`): each clip's mean frame held still, which a tokenizer that
+    keeps motion must beat; for images, each image's mean colour.
 
     `examples`, a list, receives (clips, reconstructions) of the first batch (uint8)."""
     _, mesh, _, reconstruct = _setup(tokenizer_config)
     batch_size = tokenizer_config.training.batch_size
-    clips = data.ResumableIterator(pattern, data.clip_parser(tokenizer_config.clip_shape),
-                                   batch_size, seed=seed, train=False, flag="eval_data")
+    if images is not None:
+        clips = _image_iterator(tokenizer_config, images, train=False, seed=seed)
+    else:
+        clips = data.ResumableIterator(pattern, data.clip_parser(tokenizer_config.clip_shape),
+                                       batch_size, seed=seed, train=False, flag="eval_data")
     params = train_utils.replicate(params, mesh)
     psnrs, ssims, ids_all, baseline_psnrs, baseline_ssims = [], [], [], [], []
     for i, batch in enumerate(clips):
@@ -83,13 +116,13 @@ def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed:
             examples.append((frames, recon))
         psnrs.append(reconstruction.psnr(frames, recon).mean(axis=1))
         ssims.append(reconstruction.ssim(frames, recon).mean(axis=1))
-        still = np.broadcast_to(np.round(frames.mean(axis=1, keepdims=True)).astype(np.uint8),
-                                frames.shape)
+        still = _baseline(frames)
         baseline_psnrs.append(reconstruction.psnr(frames, still).mean(axis=1))
         baseline_ssims.append(reconstruction.ssim(frames, still).mean(axis=1))
         ids_all.append(ids)
     if not psnrs:
-        raise ValueError(f"--eval_data={pattern!r}: no clips")
+        raise ValueError(f"--eval_data={pattern!r}: no clips" if images is None else
+                         f"--{image_data.FLAG}={images.root!r}: no held-out image")
     ids = np.concatenate(ids_all)
     return {"psnr": float(np.mean(np.concatenate(psnrs))),
             "ssim": float(np.mean(np.concatenate(ssims))), "num_clips": int(len(ids)),
@@ -98,13 +131,40 @@ def evaluate(tokenizer_config, params, pattern: str, max_batches: int = 0, seed:
             **reconstruction.codebook_usage(ids, codebook_size(tokenizer_config.model))}
 
 
-def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
+def _image_folder(tcfg, train_pattern, eval_pattern) -> image_data.ImageFolder | None:
+    """The image folder to train on (`training.image_folder`), checked before any work."""
+    training = tcfg.training
+    if not training.get("image_folder"):
+        if not train_pattern:
+            raise ValueError("--data is required (the clip TFRecords to train on), unless "
+                             f"--{image_data.FLAG} names a folder of images")
+        return None
+    flag = f"--{image_data.FLAG}={training.image_folder!r}"
+    if train_pattern or eval_pattern:
+        raise ValueError(f"{flag} is the training data and its held-out images the eval data: "
+                         "give no --data / --eval_data with it")
+    if train_step_lib.spatial_dims(tcfg) != 2:
+        raise ValueError(f"{flag} trains the 2D image tokenizer: use a `<setting>_image` config "
+                         "(or --config.tokenizer.model.spatial_dims=2)")
+    if int(training.frames_per_clip) != 1:
+        raise ValueError(f"{flag}: each image is one frame, so tokenizer.training.frames_per_clip "
+                         f"must be 1 (it is {training.frames_per_clip})")
+    _image_resolution(tcfg)
+    return image_data.ImageFolder.from_config(training)
+
+
+def train(config: ml_collections.ConfigDict, train_pattern: str | None, workdir: str,
           eval_pattern: str | None = None) -> dict:
-    """Trains (or resumes) to `tokenizer.training.num_train_steps`; returns the final metrics."""
+    """Trains (or resumes) to `tokenizer.training.num_train_steps`; returns the final metrics.
+
+    With `tokenizer.training.image_folder` set, `train_pattern` and `eval_pattern` are None: the
+    folder's images are the data."""
     tcfg = config.tokenizer
     training = tcfg.training
     check_steps(training.num_train_steps, "tokenizer.training.num_train_steps")
-    data.check_has_records(data.list_files(train_pattern), train_pattern)   # before any work
+    images = _image_folder(tcfg, train_pattern, eval_pattern)
+    if images is None:
+        data.check_has_records(data.list_files(train_pattern), train_pattern)  # before any work
     models, mesh, steps, _ = _setup(tcfg)
     logging.info("perceptual loss: %s", (
         f"on, weight {tcfg.loss.perceptual_weight}, ResNet-50 {tcfg.loss.perceptual_weights}"
@@ -121,10 +181,14 @@ def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
     checkpoints.save_config(config, workdir)   # only once the restore worked
     start = int(jax.device_get(state.step))
     total = int(training.num_train_steps)
-    clips = data.ResumableIterator(train_pattern, data.clip_parser(tcfg.clip_shape),
-                                   training.batch_size, seed=config.seed,
-                                   shuffle_buffer=training.shuffle_buffer,
-                                   position=meta.get("data_position"))
+    if images is not None:
+        clips = _image_iterator(tcfg, images, train=True, seed=config.seed,
+                                position=meta.get("data_position"))
+    else:
+        clips = data.ResumableIterator(train_pattern, data.clip_parser(tcfg.clip_shape),
+                                       training.batch_size, seed=config.seed,
+                                       shuffle_buffer=training.shuffle_buffer,
+                                       position=meta.get("data_position"))
     writer = train_utils.MetricWriter(os.path.join(workdir, "train"))
     bar = train_utils.progress_bar(total, start, desc="tokenizer")
     metrics, last_log, last_time = {}, start, time.time()
@@ -147,10 +211,10 @@ def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
     writer.close()
     result = {"step": int(jax.device_get(state.step)),
               **{f"train_{k}": v for k, v in metrics.items()}}
-    if eval_pattern:
+    if eval_pattern or (images is not None and images.eval_files):
         shown = []
         eval_metrics = evaluate(tcfg, state.ema_params, eval_pattern, training.eval_batches,
-                                config.seed, examples=shown)
+                                config.seed, examples=shown, images=images)
         eval_writer = train_utils.MetricWriter(os.path.join(workdir, "eval"))
         eval_writer.write_scalars(result["step"], eval_metrics)
         # clip (top) over its reconstruction (bottom), frames left to right
@@ -165,7 +229,8 @@ def train(config: ml_collections.ConfigDict, train_pattern: str, workdir: str,
 
 
 def _define_flags(fv: flags.FlagValues) -> None:
-    flags.DEFINE_string("data", None, "Glob(s) of raw-clip TFRecords to train on (comma-separated).",
+    flags.DEFINE_string("data", None, "Glob(s) of raw-clip TFRecords to train on (comma-separated)."
+                        f" Required unless --{image_data.FLAG} names a folder of images.",
                         flag_values=fv)
     flags.DEFINE_string("workdir", None, "Where checkpoints, config.json and TensorBoard logs go.",
                         flag_values=fv)
@@ -174,10 +239,14 @@ def _define_flags(fv: flags.FlagValues) -> None:
 
 
 PROGRAM = cli.Program("magvit.train_tokenizer", __doc__, _define_flags,
-                      required=("data", "workdir"))
+                      required=("workdir",))
 
 
 def _main(fv: flags.FlagValues, _) -> None:
+    if not fv.data and not fv.config.tokenizer.training.image_folder:
+        raise cli.UsageError(f"--data is required (the clip TFRecords to train on) unless "
+                             f"--{image_data.FLAG} names a folder of images:\n  --data: "
+                             f"{fv['data'].help}")
     distributed.initialize()   # multi-host jobs (Vertex AI, SLURM, TPU pods); no-op alone
     result = train(fv.config, fv.data, fv.workdir, fv.eval_data)
     print(json.dumps(result, indent=2, sort_keys=True))

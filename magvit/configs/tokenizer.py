@@ -93,5 +93,10 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             shuffle_buffer=4096 if not tiny else 64,
             random_flip=True,         # left-right flip augmentation (uses the state's RNG)
             frames_per_clip=1,        # 2D tokenizer: random frames taken from each clip
+            # 2D tokenizer: train on the png / jpeg images under this folder (nested folders,
+            # gs:// too) instead of clip frames; each resized and centre-cropped as the clips are.
+            image_folder="",
+            image_resize_filter="bilinear",   # as dataset.resize_filter
+            image_eval_fraction=0.05,  # held-out share of the folder (by a hash of each path)
         ),
     ))
