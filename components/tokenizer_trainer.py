@@ -4,37 +4,86 @@ Outputs the Model artifact (the training work directory: orbax checkpoints plus 
 config.json, what `magvit.tokenizer.api.Tokenizer.load` reads; its `checkpoint_id` is a custom
 property) and a ModelEvaluation with the reconstruction metrics on the `test` split, when the
 clips have one (`metrics.json`, and each number as a custom property).
+
+The optional image-tokenizer stage (`pipelines.run --image_tokenizer`) is this component again,
+with id `ImageTokenizerTrainer` and the `<setting>_image` config (`image_tokenizer_config`): it
+trains the 2D tokenizer on random frames of the clips, or on the images of
+`tokenizer.training.image_folder` (then its held-out images are the eval set). Its Model feeds
+the video trainer's `image_tokenizer` input, which the video tokenizer then inflates (generator,
+EMA and discriminator: `tokenizer.model.init_from_2d` = that artifact's URI).
 """
 import json
 import os
 
+import ml_collections
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from components import artifacts, config_param, progress
-from magvit import remote
+from magvit import checkpoints, remote, train_utils
+from magvit.configs.settings import IMAGE_SUFFIX
+from magvit.tokenizer import inflation
 from magvit.tokenizer.api import Tokenizer
+from magvit.tokenizer.train_step import spatial_dims
 from magvit.train_tokenizer import train
 
 SECTIONS = ("tokenizer",)
 TRAIN_SPLIT, EVAL_SPLIT = "train", "test"
+IMAGE_STAGE_ID = "ImageTokenizerTrainer"
+
+
+def image_tokenizer_config(config: ml_collections.ConfigDict,
+                           num_train_steps: int = 0) -> ml_collections.ConfigDict:
+    """The image stage's config: `config` as its `<setting>_image` setting (the 2D tokenizer,
+    `--config.*` overrides kept), trained `num_train_steps` steps (0: as many as the video)."""
+    image = ml_collections.ConfigDict(config.to_dict())
+    image.name = config.name + IMAGE_SUFFIX
+    image.tokenizer.model.spatial_dims = 2
+    image.tokenizer.model.init_from_2d = ""
+    if num_train_steps:
+        image.tokenizer.training.num_train_steps = int(num_train_steps)
+    return image
+
+
+def video_tokenizer_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The video stage's config: `image_folder` belongs to the image stage only."""
+    video = ml_collections.ConfigDict(config.to_dict())
+    video.tokenizer.training.image_folder = ""
+    return video
+
+
+def checkpoint_id(workdir: str) -> str:
+    """Id of the trained tokenizer's EMA parameters (a 2D one cannot load as a Tokenizer)."""
+    if spatial_dims(checkpoints.load_config(workdir).tokenizer) == 2:
+        return train_utils.tree_hash(inflation._load_2d_state(workdir)[1])  # pylint: disable=protected-access
+    return Tokenizer.load(workdir).checkpoint_id
 
 
 @component
 def TokenizerTrainer(clips: InputArtifact[standard_artifacts.Examples],
                      model: OutputArtifact[standard_artifacts.Model],
                      evaluation: OutputArtifact[standard_artifacts.ModelEvaluation],
-                     config: Parameter[str]):
-    """Trains on the `train` split, evaluates on `test`; `config` holds the tokenizer section."""
+                     config: Parameter[str],
+                     image_tokenizer: InputArtifact[standard_artifacts.Model] = None):
+    """Trains on the `train` split, evaluates on `test`; `config` holds the tokenizer section.
+    `image_tokenizer`: a 2D tokenizer's Model to inflate (the image stage's output)."""
     run_config = config_param.loads(config)
-    splits = artifacts.split_names(clips)
-    eval_pattern = artifacts.split_pattern(clips, EVAL_SPLIT) if EVAL_SPLIT in splits else None
+    if image_tokenizer is not None:
+        run_config.tokenizer.model.init_from_2d = image_tokenizer.uri
+        model.set_string_custom_property("init_from_2d", image_tokenizer.uri)
     steps = run_config.tokenizer.training.num_train_steps
-    with progress.stage("TokenizerTrainer", f"training the 3D-VQ for {steps} steps"):
-        metrics = train(run_config, artifacts.split_pattern(clips, TRAIN_SPLIT), model.uri,
-                        eval_pattern=eval_pattern)
-    model.set_string_custom_property("checkpoint_id", Tokenizer.load(model.uri).checkpoint_id)
+    if run_config.tokenizer.training.get("image_folder"):
+        train_pattern = eval_pattern = None     # the folder's images (and held-out images)
+    else:
+        splits = artifacts.split_names(clips)
+        train_pattern = artifacts.split_pattern(clips, TRAIN_SPLIT)
+        eval_pattern = artifacts.split_pattern(clips, EVAL_SPLIT) if EVAL_SPLIT in splits else None
+    what = "the 2D image tokenizer" if spatial_dims(run_config.tokenizer) == 2 else "the 3D-VQ"
+    stage = IMAGE_STAGE_ID if spatial_dims(run_config.tokenizer) == 2 else "TokenizerTrainer"
+    with progress.stage(stage, f"training {what} for {steps} steps"):
+        metrics = train(run_config, train_pattern, model.uri, eval_pattern=eval_pattern)
+    model.set_string_custom_property("checkpoint_id", checkpoint_id(model.uri))
     remote.write_text(os.path.join(evaluation.uri, "metrics.json"),
                       json.dumps(metrics, indent=2, sort_keys=True))
     artifacts.set_numbers(evaluation, {k: v for k, v in metrics.items() if k.startswith("eval_")}

@@ -36,12 +36,10 @@ from components import (config_param, evaluator, pretokenizer, resources, run_gu
 from magvit import remote
 from magvit.configs import NAMES
 from magvit.configs.dataset import DATASET_NAMES, dataset_config
-from magvit.configs.evaluation import check_counts, real_split
 from magvit.configs.flags import config_path, normalize_argv, unknown_field_message
-from magvit.metrics import i3d, i3d_weights
-from pipelines import remote_checks
+from pipelines import remote_checks, run_checks
 from pipelines.beam_options import BEAM_HELP, split_beam_args  # noqa: F401 (re-exported)
-from pipelines.datasets.common import split_names
+from pipelines.run_checks import UsageError  # noqa: F401 (re-exported)
 
 HELP_FLAGS = ("-h", "-help", "--help", "--helpshort", "--helpfull")
 DEFAULT_CONFIG = "tiny"
@@ -49,10 +47,6 @@ DEFAULT_IMAGE = "magvit:latest"
 METADATA_FILE = "metadata.sqlite"
 METADATA_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
                               "magvit", "mlmd")
-
-
-class UsageError(ValueError):
-    """A bad command line: says which flag and what was expected."""
 
 
 @dataclasses.dataclass
@@ -67,6 +61,8 @@ class RunArgs:
     beam_args: list[str]
     metadata_path: str = ""
     machine: resources.Resources = resources.Resources()
+    image_tokenizer: bool = False
+    image_tokenizer_steps: int = 0
 
 
 def _flag_values(argv: list[str]) -> flags.FlagValues:
@@ -116,6 +112,15 @@ def _flag_values(argv: list[str]) -> flags.FlagValues:
                         "evaluator steps, e.g. 64G ('': the platform default).", flag_values=fv)
     flags.DEFINE_bool("enable_cache", True, "Reuse the outputs of stages whose inputs and "
                       "config did not change.", flag_values=fv)
+    flags.DEFINE_bool(
+        "image_tokenizer", False, "Add the image-tokenizer stage (ImageTokenizerTrainer): the 2D "
+        "tokenizer of the `<config>_image` setting, trained on clip frames (or on the images of "
+        "--config.tokenizer.training.image_folder), which the video tokenizer then inflates "
+        "(generator, EMA, discriminator), as the official image-to-video initialisation.",
+        flag_values=fv)
+    flags.DEFINE_integer("image_tokenizer_steps", 0, "--image_tokenizer: training steps of the 2D "
+                         "tokenizer (0: the config's tokenizer.training.num_train_steps).",
+                         lower_bound=0, flag_values=fv)
     return fv
 
 
@@ -147,14 +152,19 @@ def parse_args(argv: list[str]) -> RunArgs:
     problems = remote_checks.local_paths(config, fv.pipeline_root, fv.orchestrator, beam_args)
     if problems:
         raise UsageError("\n  ".join(problems))
-    _check_eval(config, check_paths=fv.orchestrator == "local")
+    run_checks.check_image_tokenizer(config, fv.image_tokenizer, remote_checks.where_steps_run(
+        fv.orchestrator, beam_args))
+    if fv["image_tokenizer_steps"].present and not fv.image_tokenizer:
+        raise UsageError("--image_tokenizer_steps needs --image_tokenizer")
+    run_checks.check_eval(config, check_paths=fv.orchestrator == "local")
     name = fv.pipeline_name or f"magvit-{config.name}".replace("_", "-")
     return RunArgs(config=config, pipeline_root=fv.pipeline_root, orchestrator=fv.orchestrator,
                    pipeline_name=name, image=fv.image,
                    kubeflow_output=fv.kubeflow_output or f"{name}.json",
                    enable_cache=fv.enable_cache, beam_args=beam_args,
                    metadata_path=fv.metadata_path or default_metadata_path(fv.pipeline_root),
-                   machine=machine)
+                   machine=machine, image_tokenizer=fv.image_tokenizer,
+                   image_tokenizer_steps=fv.image_tokenizer_steps)
 
 
 def default_metadata_path(pipeline_root: str) -> str:
@@ -209,61 +219,35 @@ def _with_dataset(config, dataset: str | None, data_root: str | None, argv: list
     elif config.dataset.name != "demo" and not config.dataset.root:
         raise UsageError(f"--data_root is required for dataset {config.dataset.name!r}: the "
                          "folder holding its videos in their native layout")
-    _check_dataset(config.dataset)
+    run_checks.check_dataset(config.dataset)
     return config
-
-
-def _check_dataset(dataset) -> None:
-    """Before any stage runs: the split names are folder names and the data stage writes the
-    split the trainers read."""
-    try:
-        splits = split_names(dataset)
-    except ValueError as e:
-        raise UsageError(str(e)) from e
-    if tokenizer_trainer.TRAIN_SPLIT not in splits:
-        raise UsageError(
-            f"dataset {dataset.name!r} writes split(s) {', '.join(map(repr, splits))}, but the "
-            f"trainers read split {tokenizer_trainer.TRAIN_SPLIT!r}: pass --config.dataset.split="
-            f"{tokenizer_trainer.TRAIN_SPLIT},{tokenizer_trainer.EVAL_SPLIT} (for a folder: the "
-            f"sub-folders <root>/{tokenizer_trainer.TRAIN_SPLIT}, <root>/"
-            f"{tokenizer_trainer.EVAL_SPLIT})")
-
-
-def _check_eval(config, check_paths: bool) -> None:
-    """The Evaluator's FVD needs I3D weights and a split the data stage writes: fail up front."""
-    weights = config.eval.i3d_weights
-    if not weights and not config.eval.allow_random_i3d:
-        try:
-            i3d_weights.packaged_checkpoint()
-        except i3d.I3DWeightsError as e:
-            raise UsageError(f"--config.eval.i3d_weights='' (the default weights): {e}") from e
-    if weights and check_paths:
-        try:
-            if not weights.endswith(".npz"):
-                i3d.checkpoint_prefix(weights)
-            elif not tf.io.gfile.exists(weights):
-                raise i3d.I3DWeightsError(f"I3D weights {weights!r}: no such .npz file")
-        except i3d.I3DWeightsError as e:
-            raise UsageError(f"--config.eval.i3d_weights: {e}") from e
-    try:
-        real_split(config.eval.split, split_names(config.dataset))
-        check_counts(config.eval)
-    except ValueError as e:
-        raise UsageError(str(e)) from e
 
 
 def create_pipeline(config: ml_collections.ConfigDict, pipeline_root: str,
                     beam_args: list[str] = (), pipeline_name: str = "magvit",
                     metadata_path: str | None = None, enable_cache: bool = True,
-                    machine: resources.Resources = resources.Resources()):
+                    machine: resources.Resources = resources.Resources(),
+                    image_tokenizer: bool = False, image_tokenizer_steps: int = 0):
     """The TFX pipeline of every wired stage; `metadata_path`: SQLite MLMD store (local runs);
-    `machine`: what the trainers and the evaluator ask Kubeflow / Vertex AI for."""
+    `machine`: what the trainers and the evaluator ask Kubeflow / Vertex AI for;
+    `image_tokenizer`: add the 2D tokenizer stage (`image_tokenizer_steps` steps, 0: the config's)
+    that the video tokenizer inflates."""
     beam = config_param.dumps_list(beam_args)
     example_gen = video_example_gen.VideoExampleGen(
         config=config_param.dumps(config, video_example_gen.SECTIONS), beam_args=beam)
+    trainers = []
+    if image_tokenizer:
+        trainers.append(tokenizer_trainer.TokenizerTrainer(
+            clips=example_gen.outputs["examples"], config=config_param.dumps(
+                tokenizer_trainer.image_tokenizer_config(config, image_tokenizer_steps),
+                tokenizer_trainer.SECTIONS),
+        ).with_id(tokenizer_trainer.IMAGE_STAGE_ID))
     tokenizer = tokenizer_trainer.TokenizerTrainer(
         clips=example_gen.outputs["examples"],
-        config=config_param.dumps(config, tokenizer_trainer.SECTIONS))
+        config=config_param.dumps(tokenizer_trainer.video_tokenizer_config(config),
+                                  tokenizer_trainer.SECTIONS),
+        **({"image_tokenizer": trainers[0].outputs["model"]} if trainers else {}))
+    trainers.append(tokenizer)
     tokens = pretokenizer.Pretokenizer(
         clips=example_gen.outputs["examples"], tokenizer=tokenizer.outputs["model"],
         beam_args=beam, **pretokenizer.parameters(config))
@@ -274,9 +258,9 @@ def create_pipeline(config: ml_collections.ConfigDict, pipeline_root: str,
         clips=example_gen.outputs["examples"], tokenizer=tokenizer.outputs["model"],
         transformer=transformer.outputs["model"],
         config=config_param.dumps(config, evaluator.SECTIONS), beam_args=beam)
-    stages = [example_gen, tokenizer, tokens, transformer, evaluation]
+    stages = [example_gen, *trainers, tokens, transformer, evaluation]
     if machine:
-        for stage in (tokenizer, transformer, evaluation):
+        for stage in (*trainers, transformer, evaluation):
             stage.with_platform_config(resources.resource_spec(machine))
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=stages,
@@ -305,7 +289,9 @@ def run_local(args: RunArgs, run_id: str | None = None) -> str:
     with run_guard.hold_root(args.pipeline_root, lock_dir=metadata_dir):
         run_guard.recover_interrupted(metadata_path)
         pipeline = create_pipeline(args.config, args.pipeline_root, args.beam_args,
-                                   args.pipeline_name, metadata_path, args.enable_cache)
+                                   args.pipeline_name, metadata_path, args.enable_cache,
+                                   image_tokenizer=args.image_tokenizer,
+                                   image_tokenizer_steps=args.image_tokenizer_steps)
         ir = tfx_runner._make_pipeline_proto(pipeline)  # pylint: disable=protected-access
         runtime_parameter_utils.substitute_runtime_parameter(
             ir, {compiler_constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id or new_run_id()})
@@ -318,7 +304,8 @@ def compile_kubeflow(args: RunArgs) -> str:
     _patch_missing_stock_components()
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2
     pipeline = create_pipeline(args.config, args.pipeline_root, args.beam_args,
-                               args.pipeline_name, None, args.enable_cache, args.machine)
+                               args.pipeline_name, None, args.enable_cache, args.machine,
+                               args.image_tokenizer, args.image_tokenizer_steps)
     output_dir, filename = os.path.split(remote.absolute(args.kubeflow_output))
     runner = kfv2.KubeflowV2DagRunner(
         # Pipeline spec 2.1: steps get their parameters as `parameterValues` (what Vertex AI

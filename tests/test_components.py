@@ -1,11 +1,12 @@
 """Component plumbing: configs as execution parameters, artifact conventions, MLMD summary."""
 import json
 import os
+import re
 
 import pytest
 from tfx.types import standard_artifacts
 
-from components import artifacts, config_param
+from components import artifacts, config_param, tokenizer_trainer
 from magvit.configs import get_config
 
 
@@ -209,3 +210,59 @@ def test_a_config_change_reaches_only_the_stages_that_read_it(section, key, valu
     assert set(before) == {"VideoExampleGen", "TokenizerTrainer", "Pretokenizer",
                            "TransformerTrainer", "Evaluator"}
     assert {stage for stage in before if before[stage] != after[stage]} == changed
+
+
+def test_the_image_stage_config_is_the_image_setting_and_the_folder_is_its_alone():
+    config = get_config("tiny")
+    image = tokenizer_trainer.image_tokenizer_config(config)
+    assert image.to_dict() == get_config("tiny_image").to_dict()
+    assert tokenizer_trainer.image_tokenizer_config(config, 7).tokenizer.training.num_train_steps == 7
+    config.tokenizer.training.image_folder = "gs://b/images"
+    assert tokenizer_trainer.image_tokenizer_config(config).tokenizer.training.image_folder == (
+        "gs://b/images")
+    video = tokenizer_trainer.video_tokenizer_config(config)
+    assert video.tokenizer.training.image_folder == "" and video.to_dict() == get_config(
+        "tiny").to_dict()
+
+
+def test_with_the_image_stage_a_folder_change_reaches_only_the_image_trainer():
+    from pipelines import run
+    base, other = get_config("tiny"), get_config("tiny")
+    other.tokenizer.training.image_folder = "gs://b/images"
+    stages = {}
+    for name, config in (("base", base), ("other", other)):
+        pipeline = run.create_pipeline(config, "/unused/root", image_tokenizer=True,
+                                       image_tokenizer_steps=5)
+        stages[name] = {c.id: c for c in pipeline.components}
+    assert list(stages["base"]) == ["VideoExampleGen", "ImageTokenizerTrainer", "TokenizerTrainer",
+                                    "Pretokenizer", "TransformerTrainer", "Evaluator"]
+    changed = {s for s in stages["base"] if dict(stages["base"][s].exec_properties)
+               != dict(stages["other"][s].exec_properties)}
+    assert changed == {"ImageTokenizerTrainer"}
+    image, video = stages["base"]["ImageTokenizerTrainer"], stages["base"]["TokenizerTrainer"]
+    image_config = config_param.loads(image.exec_properties["config"])
+    assert image_config.name == "tiny_image" and image_config.tokenizer.model.spatial_dims == 2
+    assert image_config.tokenizer.training.num_train_steps == 5
+    # the video trainer's `image_tokenizer` input is the image trainer's model
+    assert video.inputs["image_tokenizer"].producer_component_id == "ImageTokenizerTrainer"
+    assert "image_tokenizer" not in {k for k in run.create_pipeline(
+        base, "/unused/root").components[1].inputs}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config.tokenizer.training.image_folder=ram://x"],
+     "image_folder=ram://x: trains the 2D image tokenizer, a stage that only --image_tokenizer"),
+    (["--config=tiny_image"], "--config=tiny_image: a 2D image-tokenizer setting"),
+    (["--image_tokenizer", "--config.tokenizer.model.init_from_2d=ram://w"],
+     "both give the video tokenizer its 2D start"),
+    (["--image_tokenizer", "--config.tokenizer.training.image_folder=ram://nowhere/images"],
+     "image_folder=ram://nowhere/images: no such folder"),
+    (["--image_tokenizer_steps=3"], "--image_tokenizer_steps needs --image_tokenizer"),
+])
+def test_the_image_stage_flags_are_checked_before_any_stage_runs(argv, message):
+    from pipelines import run
+    with pytest.raises(run.UsageError, match=re.escape(message)):
+        run.parse_args(["--dataset=demo", "--pipeline_root=ram://root", *argv])
+    args = run.parse_args(["--dataset=demo", "--pipeline_root=ram://root", "--image_tokenizer"])
+    assert args.image_tokenizer and args.image_tokenizer_steps == 0
+    assert "--[no]image_tokenizer:" in run.usage() and "--image_tokenizer_steps:" in run.usage()
