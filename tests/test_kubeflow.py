@@ -57,6 +57,30 @@ def test_tpu_request_in_the_compiled_json(tmp_path):
     assert "resources" not in executors["VideoExampleGen_executor"]["container"]
 
 
+def test_the_image_tokenizer_stage_compiles_as_a_task_the_video_trainer_waits_for(tmp_path):
+    path = _compile(tmp_path, "--image_tokenizer", "--image_tokenizer_steps=7",
+                    "--config.tokenizer.training.image_folder=gs://bucket/images",
+                    "--accelerator=NVIDIA_L4", "--accelerator_count=1")
+    seen = kubeflow_client.inspect(path)
+    assert seen["tasks"] == {**DEPENDENCIES, "ImageTokenizerTrainer": ["VideoExampleGen"],
+                             "TokenizerTrainer": ["ImageTokenizerTrainer", "VideoExampleGen"]}
+    for task in ON_ACCELERATORS + ("ImageTokenizerTrainer",):
+        assert seen["executors"][task]["accelerator"] == "NVIDIA_L4", task
+    assert seen["vertex"]["tasks"] == sorted([*DEPENDENCIES, "ImageTokenizerTrainer"])
+    with open(path) as f:
+        tasks = json.load(f)["pipelineSpec"]["root"]["dag"]["tasks"]
+    # the video trainer's image_tokenizer input is the image trainer's model artifact
+    assert tasks["TokenizerTrainer"]["inputs"]["artifacts"]["image_tokenizer"] == {
+        "taskOutputArtifact": {"outputArtifactKey": "model", "producerTask": "ImageTokenizerTrainer"}}
+    configs = {task: json.loads(tasks[task]["inputs"]["parameters"]["config"]["runtimeValue"][
+        "constant"]) for task in ("ImageTokenizerTrainer", "TokenizerTrainer")}
+    image, video = (configs[t]["tokenizer"] for t in ("ImageTokenizerTrainer", "TokenizerTrainer"))
+    assert configs["ImageTokenizerTrainer"]["name"] == "tiny_image"
+    assert (image["model"]["spatial_dims"], video["model"]["spatial_dims"]) == (2, 3)
+    assert image["training"]["image_folder"] == "gs://bucket/images"
+    assert video["training"]["image_folder"] == "" and image["training"]["num_train_steps"] == 7
+
+
 def _executor_input(pipeline: dict, task: str, tmp_path) -> tuple[dict, list[str]]:
     """What Vertex AI passes a step: the current ExecutorInput (`parameterValues`, not the
     deprecated `parameters`), with the output artifacts' URIs it chose; and the step's command."""
@@ -113,6 +137,9 @@ def test_a_compiled_step_runs_in_the_tfx_container_entrypoint(tmp_path):
     (["--accelerator=H100", "--accelerator_count=8"], "--accelerator=H100: value should be one of"),
     (["--accelerator_count=2"], "--accelerator_count=2 needs --accelerator"),
     (["--memory_limit=lots"], "--memory_limit=lots: expected a size such as 64G"),
+    (["--image_tokenizer", "--config.tokenizer.training.image_folder=/data/images"],
+     "--config.tokenizer.training.image_folder=/data/images: a local path, but with "
+     "--orchestrator=kubeflow"),
 ])
 def test_compilation_refuses_what_the_steps_could_not_use(tmp_path, capsys, argv, message):
     out = tmp_path / "magvit.json"

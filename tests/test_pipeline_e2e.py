@@ -8,10 +8,15 @@ import json
 import os
 import uuid
 
+import jax
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from components import evaluator, summary
+from magvit import checkpoints, train_utils
+from magvit.tokenizer import inflation
+from magvit.tokenizer.train_step import Models
 from pipelines import run
 
 # Short enough for the 2-core CI budget; the stages are the same as in the README's command.
@@ -125,3 +130,63 @@ def test_end_to_end_on_a_remote_root_then_from_cache(tmp_path, capsys, monkeypat
 
 WIRED_STAGES = ["VideoExampleGen", "TokenizerTrainer", "Pretokenizer", "TransformerTrainer",
                 "Evaluator"]
+
+
+def _trained_state(workdir):
+    """(params, EMA, discriminator) of a tokenizer work directory's last checkpoint."""
+    config = checkpoints.load_config(workdir)
+    template = jax.eval_shape(Models(config.tokenizer).init, jax.random.PRNGKey(0))
+    checkpointer = checkpoints.Checkpointer(workdir)
+    state, _ = checkpointer.restore(template, default_sharding=train_utils.replicated(
+        train_utils.make_mesh()))
+    checkpointer.close()
+    return config, jax.device_get((state.params, state.ema_params, state.disc_params))
+
+
+def _assert_trees_close(actual, expected):
+    flat_a, flat_e = jax.tree_util.tree_flatten_with_path(actual)[0], jax.tree.leaves(expected)
+    assert len(flat_a) == len(flat_e)
+    for (path, a), e in zip(flat_a, flat_e):
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-7, err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.slow   # the whole pipeline plus the 2D tokenizer: minutes on 2 cores
+def test_the_image_tokenizer_stage_starts_the_video_tokenizer_then_from_cache(tmp_path, capsys):
+    root = f"ram://e2e-image-{uuid.uuid4().hex}/runs"
+    metadata = str(tmp_path / "mlmd" / "metadata.sqlite")
+    # 2D: 2 steps (its EMA lags its parameters); video: 1 step, at the warm-up's learning rate 0,
+    # so its parameters and discriminator stay at their initial (inflated) values.
+    extra = ["--image_tokenizer", "--image_tokenizer_steps=2",
+             "--config.tokenizer.training.num_train_steps=1"]
+    first, out = _run(root, metadata, capsys, extra)
+    assert [r.stage for r in first] == IMAGE_STAGES and all(r.state == "ran" for r in first)
+    image, video = first[1].outputs["model"], first[2].outputs["model"]
+    assert image.startswith(root + "/") and video.startswith(root + "/")
+    image_config, (params2d, ema2d, disc2d) = _trained_state(image)
+    video_config, (params, ema, disc) = _trained_state(video)
+    assert image_config.name == "tiny_image" and image_config.tokenizer.model.spatial_dims == 2
+    assert video_config.tokenizer.model.init_from_2d == image
+    assert video_config.tokenizer.training.num_train_steps == 1
+    assert not np.allclose(params2d["encoder"]["conv_in"]["kernel"],
+                           ema2d["encoder"]["conv_in"]["kernel"])
+    expected = {name: inflation.inflate_params(tree, like, "central") for name, tree, like in (
+        ("params", params2d, params), ("ema", ema2d, ema), ("disc", disc2d, disc))}
+    _assert_trees_close(params, expected["params"])
+    _assert_trees_close(disc, expected["disc"])
+    decay = video_config.tokenizer.optimizer.ema_decay      # one EMA step towards the params
+    _assert_trees_close(ema, jax.tree.map(lambda e, p: decay * e + (1 - decay) * p,
+                                          expected["ema"], expected["params"]))
+    assert params["encoder"]["conv_in"]["kernel"].shape == (
+        3, *params2d["encoder"]["conv_in"]["kernel"].shape)
+
+    second, out = _run(root, metadata, capsys, extra)
+    assert [r.state for r in second] == ["cached"] * len(IMAGE_STAGES)
+    assert [r.outputs for r in second] == [r.outputs for r in first]
+    # another 2D schedule reruns the 2D stage and, through its new model, the video tokenizer
+    third, _ = _run(root, metadata, capsys, ["--image_tokenizer", "--image_tokenizer_steps=3",
+                                             "--config.tokenizer.training.num_train_steps=1"])
+    assert [r.stage for r in third if r.state == "ran"] == IMAGE_STAGES[1:]
+
+
+IMAGE_STAGES = ["VideoExampleGen", "ImageTokenizerTrainer", "TokenizerTrainer", "Pretokenizer",
+                "TransformerTrainer", "Evaluator"]
