@@ -152,8 +152,7 @@ def parse_args(argv: list[str]) -> RunArgs:
     problems = remote_checks.local_paths(config, fv.pipeline_root, fv.orchestrator, beam_args)
     if problems:
         raise UsageError("\n  ".join(problems))
-    run_checks.check_image_tokenizer(config, fv.image_tokenizer, remote_checks.where_steps_run(
-        fv.orchestrator, beam_args))
+    run_checks.check_image_tokenizer(config, fv.image_tokenizer, fv.orchestrator == "kubeflow")
     if fv["image_tokenizer_steps"].present and not fv.image_tokenizer:
         raise UsageError("--image_tokenizer_steps needs --image_tokenizer")
     run_checks.check_eval(config, check_paths=fv.orchestrator == "local")

@@ -13,11 +13,12 @@ class UsageError(ValueError):
     """A bad command line: says which flag and what was expected."""
 
 
-def check_image_tokenizer(config, image_tokenizer: bool, steps_elsewhere: str | None) -> None:
+def check_image_tokenizer(config, image_tokenizer: bool, on_kubeflow: bool) -> None:
     """`--image_tokenizer` and the 2D-only fields: what the two tokenizer stages can run.
 
-    `steps_elsewhere`: why the steps run on other machines (their paths must be remote), or None
-    when they run here (the image folder must exist)."""
+    The image trainer reads the image folder: on Kubeflow in its own container (the path must be
+    remote), else on this machine (the folder must exist; a Dataflow runner changes nothing,
+    the trainers are no Beam stage)."""
     model, folder = config.tokenizer.model, config.tokenizer.training.image_folder
     if spatial_dims(config.tokenizer) != 3:
         raise UsageError(f"--config={config.name}: a 2D image-tokenizer setting, but the pipeline "
@@ -31,11 +32,11 @@ def check_image_tokenizer(config, image_tokenizer: bool, steps_elsewhere: str | 
     if model.init_from_2d:
         raise UsageError(f"--config.tokenizer.model.init_from_2d={model.init_from_2d} and "
                          "--image_tokenizer both give the video tokenizer its 2D start: keep one")
-    if folder and steps_elsewhere and not remote.is_remote(folder):
+    if folder and on_kubeflow and not remote.is_remote(folder):
         raise UsageError(f"--config.tokenizer.training.image_folder={folder}: a local path, but "
-                         f"with {steps_elsewhere} the steps run on other machines, which cannot "
-                         "see this one's files; give a gs:// path")
-    if folder and not steps_elsewhere and not tf.io.gfile.isdir(folder):
+                         "with --orchestrator=kubeflow the steps run on other machines, which "
+                         "cannot see this one's files; give a gs:// path")
+    if folder and not on_kubeflow and not tf.io.gfile.isdir(folder):
         raise UsageError(f"--config.tokenizer.training.image_folder={folder}: no such folder")
 
 
