@@ -218,7 +218,8 @@ def _with_dataset(config, dataset: str | None, data_root: str | None, argv: list
     elif config.dataset.name != "demo" and not config.dataset.root:
         raise UsageError(f"--data_root is required for dataset {config.dataset.name!r}: the "
                          "folder holding its videos in their native layout")
-    run_checks.check_dataset(config.dataset)
+    run_checks.check_dataset(config.dataset, tokenizer_trainer.TRAIN_SPLIT,
+                             tokenizer_trainer.EVAL_SPLIT)
     return config
 
 

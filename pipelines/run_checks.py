@@ -1,7 +1,7 @@
-"""The checks `pipelines.run` makes on a command line before any stage runs."""
+"""The checks `pipelines.run` makes on a command line before any stage runs (no components
+import: `pipelines.run` passes what they need)."""
 import tensorflow as tf
 
-from components import tokenizer_trainer
 from magvit import remote
 from magvit.configs.evaluation import check_counts, real_split
 from magvit.metrics import i3d, i3d_weights
@@ -40,20 +40,20 @@ def check_image_tokenizer(config, image_tokenizer: bool, on_kubeflow: bool) -> N
         raise UsageError(f"--config.tokenizer.training.image_folder={folder}: no such folder")
 
 
-def check_dataset(dataset) -> None:
+def check_dataset(dataset, train_split: str, eval_split: str) -> None:
     """Before any stage runs: the split names are folder names and the data stage writes the
     split the trainers read."""
     try:
         splits = split_names(dataset)
     except ValueError as e:
         raise UsageError(str(e)) from e
-    if tokenizer_trainer.TRAIN_SPLIT not in splits:
+    if train_split not in splits:
         raise UsageError(
             f"dataset {dataset.name!r} writes split(s) {', '.join(map(repr, splits))}, but the "
-            f"trainers read split {tokenizer_trainer.TRAIN_SPLIT!r}: pass --config.dataset.split="
-            f"{tokenizer_trainer.TRAIN_SPLIT},{tokenizer_trainer.EVAL_SPLIT} (for a folder: the "
-            f"sub-folders <root>/{tokenizer_trainer.TRAIN_SPLIT}, <root>/"
-            f"{tokenizer_trainer.EVAL_SPLIT})")
+            f"trainers read split {train_split!r}: pass --config.dataset.split="
+            f"{train_split},{eval_split} (for a folder: the "
+            f"sub-folders <root>/{train_split}, <root>/"
+            f"{eval_split})")
 
 
 def check_eval(config, check_paths: bool) -> None:
