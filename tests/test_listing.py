@@ -158,3 +158,16 @@ EXPECTED = {
         ("Video", "train", "traj_256_to_511", -1,
          "/softmotion30_44k/train/traj_256_to_511.tfrecords")],
 }
+
+
+def test_a_remote_level_asks_is_directory_of_folders_only(monkeypatch):
+    root = f"ram://level-{uuid.uuid4().hex}"
+    _write(root, {f"train/{c}/{i}.mp4": "" for c in ("a", "b") for i in range(5)}
+           | {"train/loose.mp4": "", "train/notes.txt": "", "train/README": ""})
+    asked = []
+    isdir = tf.io.gfile.isdir
+    monkeypatch.setattr(tf.io.gfile, "isdir", lambda path: asked.append(path) or isdir(path))
+    files, folders = common.level(f"{root}/train")
+    assert files == [f"{root}/train/{n}" for n in ("README", "loose.mp4", "notes.txt")]
+    assert folders == [f"{root}/train/a", f"{root}/train/b"]
+    assert sorted(asked) == [f"{root}/train/{n}" for n in ("README", "a", "b")]   # no video asked
