@@ -15,11 +15,10 @@ Listing fans out over workers (pipelines/listing.py) in one of two ways:
     listed unit holds) and `label_partition(listed, classes)` -> Videos and Failures;
   by label rows (ucf101, kinetics600, ssv2: the splits come from label files): `file_roots(config)`
     [(folder, levels to expand before listing each sub-folder on its own)], `file_key(base, path)`
-    (the key a found file joins on, None: not a video), `row_units(config, split)` (the split's label
-    files), `read_rows(config, unit)` -> (key, Row), `class_index(config, splits)` (small, built
-    once) and
-    `label_row(row, path or None, classes)` -> Video or Failure. The found files and the rows
-    are joined on their key, for all splits in one pass. Such a reader's `list_videos` runs the
+    (the key a found file joins on, None: not a video), `row_units(config, split)` (the
+    split's label files), `read_rows(config, unit)` -> (key, Row), `class_index(config, splits)`
+    (small, built once) and `label_row(row, path or None, classes)` -> Video or Failure. The
+    found files and the rows are joined on their key, for all splits in one pass. Such a reader's `list_videos` runs the
     same rows and labelling in one process (`list_by_rows`), one split at a time.
 """
 import dataclasses
