@@ -9,13 +9,17 @@ Layouts (per size N, split `train`):
            on one worker before any Reshuffle (a walk of the whole tree and the label file):
            wall time, peak Python memory (tracemalloc), file-system calls per file.
   after:   the fanned-out listing (pipelines/listing.py). The driver only builds the units
-           (`file_roots`, `row_units`: its time, memory, calls); every unit a worker runs (a
-           folder level, a folder listed whole, a label file's rows, streamed) is run here one
-           after the other, each measured on its own: the largest unit's time and memory are what
-           the slowest worker needs (with W workers the listing takes about max(total / W,
-           largest unit)), and the calls of all units, over N, are the calls per file. Last, the
-           whole listing pipeline on DirectRunner (one process, so no parallelism: its wall time
-           is the total work plus Beam's join of rows and files, for reference).
+           (`file_roots`, `row_units`, the CSV header: its time, memory, calls); every folder
+           unit a worker runs (a folder level, a folder listed whole) is run here one after the
+           other, each measured on its own: the largest unit's time and memory are what the
+           slowest worker needs (with W workers the listing takes about max(total / W, largest
+           unit)). The label file's rows, streamed in one process here ("rows s", "rows MiB"):
+           the job reads them with Beam's ReadFromText, split by byte ranges over workers. The
+           calls of all units and of the rows, over N, are the calls per file. Last, the whole
+           listing pipeline on DirectRunner (one process, so no parallelism: its wall time is
+           the total work plus Beam's join of rows and files, for reference).
+Times and memory are taken under tracemalloc (which slows Python by a few times), before and
+after alike.
 Calls counted: os.scandir / os.stat / os.lstat and tf.io.gfile listdir / isdir / exists / stat /
 GFile (the same request on an object store: a listing page, a metadata request, a read).
 Prints a table: rows = layout and size, columns = time, memory, calls per file, ratios.
@@ -113,13 +117,14 @@ LAYOUTS = {"ucf101": ucf_layout, "kinetics600": kinetics_layout}
 
 
 def driver_units(reader, config):
-    """What the driver builds: the file roots and the label-file units."""
-    return reader.file_roots(config), [u for s in common.split_names(config)
-                                        for u in reader.row_units(config, s)]
+    """What the driver builds: the file roots, the label-file units and their headers."""
+    units = [u for s in common.split_names(config) for u in reader.row_units(config, s)]
+    return reader.file_roots(config), units, [reader.row_header(u) for u in units]
 
 
-def worker_units(reader, config, roots, row_units):
-    """Runs every unit a worker would, one at a time: (units, largest s, largest bytes, calls)."""
+def worker_units(roots):
+    """Runs every folder unit a worker would, one at a time: (units, largest s, largest bytes,
+    calls)."""
     expand = listing._ExpandFolder(common.VIDEO_EXTENSIONS)   # pylint: disable=protected-access
     pending = [(base, base, levels) for base, levels in roots]
     count, largest_s, largest_bytes, calls = 0, 0.0, 0, 0
@@ -133,12 +138,14 @@ def worker_units(reader, config, roots, row_units):
         out, elapsed, peak, n = measured(lambda u=unit: list(expand.process(u)))
         account(elapsed, peak, n)
         pending.extend(item for item in out if isinstance(item, tuple) and len(item) == 3)
-    for unit in row_units:   # rows are streamed on to the join: counted, not kept
-        _, elapsed, peak, n = measured(lambda u=unit: sum(1 for _ in reader.read_rows(config, u)))
-        account(elapsed, peak, n)
-    _, elapsed, peak, n = measured(lambda: reader.class_index(config, common.split_names(config)))
-    account(elapsed, peak, n)
     return count, largest_s, largest_bytes, calls
+
+
+def rows_and_classes(reader, config, row_units) -> int:
+    """Streams every label file's rows (counted, not kept) and builds the class index."""
+    rows = sum(1 for unit in row_units for _ in common.rows_of(reader, config, unit))
+    reader.class_index(config, common.split_names(config))
+    return rows
 
 
 def pipeline_seconds(config) -> float:
@@ -170,23 +177,29 @@ def main() -> None:
                 videos, t0, m0, c0 = measured(lambda: list(reader.list_videos(config, "train")))
                 assert len(videos) == size and all(isinstance(v, common.Video) for v in videos)
                 del videos
-                (roots, row_units), td, md, cd = measured(lambda: driver_units(reader, config))
-                units, tu, mu, cu = worker_units(reader, config, roots, row_units)
+                (roots, row_units, _), td, md, cd = measured(lambda: driver_units(reader, config))
+                units, tu, mu, cu = worker_units(roots)
+                count, tr, mr, cr = measured(lambda: rows_and_classes(reader, config, row_units))
+                assert count == size, count
                 tp = pipeline_seconds(config)
-                rows.append((name, size, t0, m0, c0, td, md, units, tu, mu, (cd + cu), tp))
+                rows.append((name, size, t0, m0, c0, td, md, units, tu, mu, tr, mr,
+                             (cd + cu + cr), tp))
                 print(f"  {name} {size}: done", flush=True)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{'layout':<12} {'files':>7} | {'before s':>8} {'MiB':>7} {'calls/file':>10} | "
+    print(f"\n{'layout':<12} {'files':>7} | {'before s':>8} {'MiB':>6} {'calls/file':>10} | "
           f"{'driver s':>8} {'driver MiB':>10} {'units':>5} {'largest unit s':>14} "
-          f"{'unit MiB':>8} {'calls/file':>10} {'pipeline s':>10} | {'mem after/before':>16}")
-    for name, size, t0, m0, c0, td, md, units, tu, mu, c1, tp in rows:
-        print(f"{name:<12} {size:>7} | {t0:>8.2f} {m0 / 2**20:>7.1f} {c0 / size:>10.4f} | "
+          f"{'unit MiB':>8} {'rows s':>6} {'rows MiB':>8} {'calls/file':>10} {'pipeline s':>10} "
+          f"| {'worker mem/before':>17}")
+    for name, size, t0, m0, c0, td, md, units, tu, mu, tr, mr, c1, tp in rows:
+        print(f"{name:<12} {size:>7} | {t0:>8.2f} {m0 / 2**20:>6.1f} {c0 / size:>10.4f} | "
               f"{td:>8.3f} {md / 2**20:>10.3f} {units:>5} {tu:>14.3f} {mu / 2**20:>8.2f} "
-              f"{c1 / size:>10.4f} {tp:>10.1f} | {max(md, mu) / m0:>16.4f}")
+              f"{tr:>6.2f} {mr / 2**20:>8.2f} {c1 / size:>10.4f} {tp:>10.1f} "
+              f"| {max(md, mu, mr) / m0:>17.4f}")
     print("before: one process lists the split (what one worker did); after: the driver builds "
-          "the units, each worker runs units (largest shown); pipeline: the whole fanned-out "
-          "listing on DirectRunner in one process")
+          "the units, each worker runs folder units (largest shown); rows: the label file "
+          "streamed in one process (the job splits it over workers); pipeline: the whole "
+          "fanned-out listing on DirectRunner in one process")
 
 
 if __name__ == "__main__":

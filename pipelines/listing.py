@@ -11,7 +11,8 @@ Two ways to fan out (the reader's protocol, pipelines/datasets/common.py):
     workers (`common.level`: one listing per folder, no request per file) until each folder of
     the last level is listed whole on its own worker (`common.list_files`: by prefix on an object
     store); each found file is keyed (`file_key`); the label files are read on workers, a row per
-    entry keyed the same way (`read_rows`: a CSV streamed); found files and rows meet in one
+    entry keyed the same way (a file of one row per line, a CSV or a split list, by Beam's
+    ReadFromText in byte ranges over workers, `parse_row_line`; else `read_rows`); found files and rows meet in one
     join on the key (only paths and small rows are shuffled), and each row is labelled with the
     first (sorted) path of its key (`label_row`, the class index a side input built once).
 Any other reader lists each split in one step (`ListVideos`).
@@ -23,7 +24,7 @@ from pipelines.datasets import common
 from pipelines.prepare_steps import FAILURES, ListVideos
 
 _PARTITION_API = ("partitions", "list_partition", "partition_classes", "label_partition")
-_ROWS_API = ("file_roots", "file_key", "row_units", "read_rows", "class_index", "label_row")
+_ROWS_API = ("file_roots", "file_key", "row_units", "class_index", "label_row")
 _FILES = "files"
 
 
@@ -36,7 +37,9 @@ def lists_by_partition(reader) -> bool:
 
 
 def lists_by_rows(reader) -> bool:
-    return all(hasattr(reader, name) for name in _ROWS_API)
+    reads_rows = hasattr(reader, "read_rows") or all(
+        hasattr(reader, name) for name in ("row_header", "parse_row_line"))
+    return reads_rows and all(hasattr(reader, name) for name in _ROWS_API)
 
 
 class _Split(beam.DoFn):
@@ -113,6 +116,12 @@ def _rows_of(unit, config):
     return datasets.get_reader(config.name).read_rows(config, unit)
 
 
+def _parse_line(line, config, unit, header):
+    parsed = datasets.get_reader(config.name).parse_row_line(config, unit, header, line)
+    if parsed is not None:
+        yield parsed
+
+
 def _class_index(_, config):
     return datasets.get_reader(config.name).class_index(config, common.split_names(config))
 
@@ -155,11 +164,21 @@ def _by_rows(pipeline, config, reader):
         units = expanded.folders
     paths = (found | "FoundFiles" >> beam.Flatten()
              | "KeyFiles" >> beam.FlatMap(_keyed, config))
-    rows = (pipeline
-            | "LabelFiles" >> beam.Create([unit for split in common.split_names(config)
-                                           for unit in reader.row_units(config, split)])
-            | "OneLabelFilePerWorker" >> beam.Reshuffle()
-            | "ReadRows" >> beam.FlatMap(_rows_of, config))
+    units = [unit for split in common.split_names(config) for unit in reader.row_units(config, split)]
+    if hasattr(reader, "parse_row_line"):   # a row per line: Beam reads each file in byte ranges
+        parts = []
+        for i, unit in enumerate(units):
+            header = reader.row_header(unit)
+            parts.append(pipeline
+                         | f"ReadLabelFile{i}" >> beam.io.ReadFromText(
+                             unit[1], skip_header_lines=0 if header is None else 1)
+                         | f"ParseRows{i}" >> beam.FlatMap(_parse_line, config, unit, header))
+        rows = parts | "Rows" >> beam.Flatten()
+    else:
+        rows = (pipeline
+                | "LabelFiles" >> beam.Create(units)
+                | "OneLabelFilePerWorker" >> beam.Reshuffle()
+                | "ReadRows" >> beam.FlatMap(_rows_of, config))
     classes = (pipeline
                | "ClassIndexOnce" >> beam.Create([None])
                | "ClassIndex" >> beam.Map(_class_index, config))

@@ -16,9 +16,13 @@ Listing fans out over workers (pipelines/listing.py) in one of two ways:
   by label rows (ucf101, kinetics600, ssv2: the splits come from label files): `file_roots(config)`
     [(folder, levels to expand before listing each sub-folder on its own)], `file_key(base, path)`
     (the key a found file joins on, None: not a video), `row_units(config, split)` (the
-    split's label files), `read_rows(config, unit)` -> (key, Row), `class_index(config, splits)`
-    (small, built once) and `label_row(row, path or None, classes)` -> Video or Failure. The
-    found files and the rows are joined on their key, for all splits in one pass. Such a reader's `list_videos` runs the
+    split's label files: tuples (split, label file, ...)), the rows of a label file: either
+    `read_rows(config, unit)` -> (key, Row) (a whole file on one worker, e.g. a JSON list) or,
+    for a file of one row per line, `row_header(unit)` (its header's fields, None: no header)
+    and `parse_row_line(config, unit, header, line)` -> (key, Row) or None (listing then reads
+    the file with Beam's ReadFromText, split by byte ranges over workers), `class_index(config,
+    splits)` (small, built once) and `label_row(row, path or None, classes)` -> Video or
+    Failure. The found files and the rows are joined on their key, for all splits in one pass. Such a reader's `list_videos` runs the
     same rows and labelling in one process (`list_by_rows`), one split at a time.
 """
 import dataclasses
@@ -89,8 +93,24 @@ def list_by_rows(reader, config, split: str) -> Iterator[Video | Failure]:
                 found[key] = path
     classes = reader.class_index(config, [split])
     for unit in reader.row_units(config, split):
-        for key, row in reader.read_rows(config, unit):
+        for key, row in rows_of(reader, config, unit):
             yield reader.label_row(row, found.get(key), classes)
+
+
+def rows_of(reader, config, unit) -> Iterator[tuple[str, Row]]:
+    """The (key, Row)s of one label file, in one process (streamed line by line where it can)."""
+    if not hasattr(reader, "parse_row_line"):
+        yield from reader.read_rows(config, unit)
+        return
+    header = reader.row_header(unit)
+    with tf.io.gfile.GFile(unit[1], "r") as f:
+        lines = iter(f)
+        if header is not None:
+            next(lines, None)
+        for line in lines:
+            parsed = reader.parse_row_line(config, unit, header, line.rstrip("\r\n"))
+            if parsed is not None:
+                yield parsed
 
 
 @dataclasses.dataclass

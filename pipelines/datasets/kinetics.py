@@ -9,7 +9,8 @@ A clip joins the first (sorted) path of a video file named after it (any video e
 
 Listed by label rows (see `common`), all splits in one pass: the root is expanded two folder
 levels (`<root>/<split>/<class>/`), each folder below is listed on its own worker, and the CSV
-rows, streamed from each split's CSV, join the found files on the clip name.
+rows (each CSV read by Beam's ReadFromText, split by byte ranges over workers) join the found
+files on the clip name.
 """
 import csv
 import sys
@@ -67,12 +68,23 @@ def row_units(config, split: str) -> list[tuple[str, str]]:
     return [(split, csv_path(config.root, split))]
 
 
-def read_rows(config, unit: tuple[str, str]) -> Iterator[tuple[str, common.Row]]:
+def row_header(unit: tuple[str, str]) -> list[str]:
+    """The CSV's field names (its first line: one small read)."""
+    with tf.io.gfile.GFile(unit[1], "r") as f:
+        return next(csv.reader([f.readline()]))
+
+
+def parse_row_line(config, unit: tuple[str, str], header: list[str],
+                   line: str) -> tuple[str, common.Row] | None:
+    """One CSV line (Kinetics' CSVs have no line breaks inside a field) -> (clip name, Row)."""
+    values = next(csv.reader([line]), None)
+    if not values:
+        return None
+    row = dict(zip(header, values))
     split, path = unit
-    for row in iter_rows(path):
-        name = clip_name(row)
-        yield name, common.Row(split, row.get("label") or "", name,
-                               common.join(config.root, split, name + ".mp4"), path)
+    name = clip_name(row)
+    return name, common.Row(split, row.get("label") or "", name,
+                            common.join(config.root, split, name + ".mp4"), path)
 
 
 def class_index(config, splits) -> dict[str, dict[str, int]]:

@@ -7,7 +7,8 @@ names are matched case-insensitively (the lists spell `HandstandPushups`, the fi
 `v_HandStandPushups_...`), and so are the listed paths (the first found path of a spelling wins).
 
 Listed by label rows (see `common`): each class folder is listed on its own worker, each split
-list's lines become rows, and a line joins the file whose path under the videos folder it names.
+list's lines become rows (read by Beam's ReadFromText), and a line joins the file whose path
+under the videos folder it names.
 """
 import sys
 from typing import Iterator
@@ -56,20 +57,26 @@ def file_key(base: str, path: str) -> str | None:
     return path[len(base):].lstrip("/").lower()
 
 
-def row_units(config, split: str) -> list[tuple[str, str]]:
-    """(split, list file) per list the split reads (`all`: the train and test lists)."""
-    return [(split, list_file(config.root, part, config.ucf101_split_number))
+def row_units(config, split: str) -> list[tuple[str, str, str]]:
+    """(split, list file, videos folder) per list the split reads (`all`: train and test)."""
+    base = videos_dir(config.root)
+    return [(split, list_file(config.root, part, config.ucf101_split_number), base)
             for part in (("train", "test") if split == "all" else (split,))]
 
 
-def read_rows(config, unit: tuple[str, str]) -> Iterator[tuple[str, common.Row]]:
-    split, list_path = unit
-    base = videos_dir(config.root)
-    for line in common.read_text(list_path).splitlines():
-        if line.strip():
-            relative = line.split()[0]
-            yield relative.lower(), common.Row(split, relative.split("/")[0], common.stem(relative),
-                                               common.join(base, relative), list_path)
+def row_header(unit) -> None:
+    return None      # a list has no header line
+
+
+def parse_row_line(config, unit: tuple[str, str, str], header,
+                   line: str) -> tuple[str, common.Row] | None:
+    """`<Class>/<file>.avi[ <label>]` -> (its lower-case path, Row); None for a blank line."""
+    if not line.strip():
+        return None
+    split, list_path, base = unit
+    relative = line.split()[0]
+    return relative.lower(), common.Row(split, relative.split("/")[0], common.stem(relative),
+                                        common.join(base, relative), list_path)
 
 
 def class_index(config, splits) -> dict[str, tuple[int, str]]:
