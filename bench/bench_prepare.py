@@ -14,16 +14,23 @@ Extra figures, to tell Beam's own cost from encoding's:
   beam/(encode loop): what Beam itself (graph, grouping and shard writing) costs;
   fixed cost: CPU seconds of a one-video job beyond its encoding work (graph construction, runner
                 start-up, stats): paid once per run, so the figures also show the ratio without it.
-  peak temporary disk / output: the most bytes of temporary files (part files under `_work/`,
-                shards being written `*.tmp-*`) seen at once during the beam run (polled every
-                0.2 s), over the bytes of the finished shards; a shard being written counts, so
-                it is about (workers / shards) now. peak disk / output: all files at once over
-                the finished output (1.0: never a second copy).
+  peak temporary disk / output: the most bytes of temporary files (shards being written under
+                `*.tmp-*` names, part files of older versions under `_work/`) seen at once
+                during the beam run (polled every 0.2 s), over the bytes of the finished shards;
+                a shard being written counts, so locally it is about workers / shards. peak disk
+                / output: all files at once over the finished output (1.0: never a second copy).
+Temporary disk as the data grows (`--disk_sizes`, e.g. 108x150,1000x20: videos x frames; short
+videos keep the 1,000-video run to minutes): one PNG beam run per size into a local folder (shards
+renamed from a temporary name when complete) and one into ram://, the stand-in for a bucket
+(shards written under their final name, as on gs://), each polled as above. On gs:// itself the
+object being uploaded is staged by TensorFlow's GCS client on the worker's local disk (one shard
+per worker, not in the bucket): ram:// keeps it in memory, so the table cannot show it.
 The one-video job also warms Beam up (as the loop is, by its first run), so one-time imports of the
 runner are not charged to the first format measured. The default size (108 videos of 6 s, 972
 clips) keeps the fixed cost to a few percent; real datasets have 10^4-10^6 videos.
 
   python bench/bench_prepare.py [--videos 108 --frames 150 --image_formats png,jpeg --repeats 2]
+  python bench/bench_prepare.py --videos 0 --disk_sizes 108x150,1000x20   (the disk table only)
 """
 import argparse
 import collections
@@ -33,8 +40,10 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 
 import numpy as np
+import tensorflow as tf
 from PIL import Image
 
 from magvit import video_io
@@ -101,20 +110,31 @@ def measure(name: str, fn) -> tuple[float, int]:
 
 
 class TemporaryDiskPeak:
-    """Polls the files under `folder` while the block runs: the peak bytes of temporary ones."""
+    """Polls the files under `folder` (local or ram://) while the block runs: the peak bytes of
+    temporary ones and of all."""
 
     def __init__(self, folder: str, interval: float = 0.2):
         self.folder, self.interval, self.peak, self.peak_total = folder, interval, 0, 0
         self._stop = threading.Event()
 
+    def _walk(self):
+        if "://" in self.folder:
+            return tf.io.gfile.walk(self.folder) if tf.io.gfile.exists(self.folder) else []
+        return os.walk(self.folder)  # local-only
+
+    def _size(self, path: str) -> int:
+        if "://" in path:
+            return tf.io.gfile.stat(path).length
+        return os.path.getsize(path)  # local-only
+
     def _bytes(self) -> tuple[int, int]:
         """(bytes of temporary files, bytes of all files) under the folder now."""
         temporary = total = 0
-        for directory, _, names in os.walk(self.folder):
+        for directory, _, names in self._walk():
             for name in names:
                 try:
-                    size = os.path.getsize(os.path.join(directory, name))
-                except OSError:   # renamed or removed meanwhile
+                    size = self._size(os.path.join(directory, name))
+                except (OSError, tf.errors.OpError):   # renamed or removed meanwhile
                     continue
                 total += size
                 if ".tmp-" in name or f"{os.sep}_work" in directory:
@@ -137,8 +157,46 @@ class TemporaryDiskPeak:
 
 
 def output_bytes(folder: str) -> int:
-    return sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(folder)
+    if "://" in folder:
+        return sum(tf.io.gfile.stat(p).length for p in tf.io.gfile.glob(f"{folder}/*/*/*.tfrecord"))
+    return sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(folder)  # local-only
                for n in names if n.endswith(".tfrecord"))
+
+
+def disk_table(work: str, sizes: str) -> None:
+    """Peak temporary disk / output per size, local and object-store output (see the docstring)."""
+    rows = []
+    for size in sizes.split(","):
+        videos, frames = (int(n) for n in size.split("x"))
+        root = os.path.join(work, f"disk_{videos}")  # local-only
+        write_videos(root, videos, frames)
+        config = get_config("ucf101_b").dataset
+        config.name, config.root, config.split, config.image_format = "folder", root, "all", "png"
+        for store, out in (("local", os.path.join(work, f"disk_out_{videos}")),  # local-only
+                           ("ram://", f"ram://bench-prepare-{uuid.uuid4().hex}")):
+            started = time.time()
+            with TemporaryDiskPeak(out) as disk:
+                stats = prepare.run_prepare(config, out, ["--direct_num_workers=1"])
+            output = output_bytes(out)
+            rows.append((videos, frames, store, stats["totals"]["clips_written"],
+                         stats["splits"]["all"]["num_shards"], output, disk.peak, disk.peak_total,
+                         time.time() - started))
+            print(f"  {videos} videos, {store}: {rows[-1][3]} clips in {rows[-1][4]} shards, "
+                  f"{rows[-1][-1]:.0f} s", flush=True)
+            if "://" in out:
+                tf.io.gfile.rmtree(out)
+            else:
+                shutil.rmtree(out)
+        shutil.rmtree(root)
+    print("\npeak temporary disk / output (PNG, one worker; temporary = bytes under temporary "
+          "names, the shard being written included)")
+    print(f"{'videos':>6} {'frames':>6} {'output':>7} {'clips':>6} {'shards':>6} {'shard MiB':>9} "
+          f"{'output MiB':>10} {'peak tmp MiB':>12} {'peak tmp/output':>15} {'peak all/output':>15} "
+          f"{'time s':>7}")
+    for videos, frames, store, clips, shards, output, peak, total, elapsed in rows:
+        print(f"{videos:>6} {frames:>6} {store:>7} {clips:>6} {shards:>6} "
+              f"{output / shards / 2**20:>9.1f} {output / 2**20:>10.1f} {peak / 2**20:>12.1f} "
+              f"{peak / output:>15.3f} {total / output:>15.3f} {elapsed:>7.0f}")
 
 
 def main():
@@ -149,65 +207,75 @@ def main():
     parser.add_argument("--png_compression", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2,
                         help="rounds of all measurements; the summary takes each one's best")
+    parser.add_argument("--disk_sizes", default="",
+                        help="e.g. 108x150,1000x20 (videos x frames): the temporary disk table")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench_prepare_")
     try:
-        paths = write_videos(os.path.join(work, "videos"), args.videos, args.frames)
-        config = get_config("ucf101_b").dataset
-        config.name, config.root, config.split = "folder", os.path.join(work, "videos"), "all"
-        if args.png_compression is not None:
-            config.png_compression = args.png_compression
-        print(f"{args.videos} videos of {args.frames} frames, 320x240 25 fps -> "
-              f"{config.num_frames}x{config.resolution}x{config.resolution} clips; "
-              f"PNG compression level {config.png_compression}")
-        one = config.copy_and_resolve_references()
-        one.root = os.path.join(work, "one_video")
-        os.makedirs(os.path.join(one.root, "bench"))
-        shutil.copy(paths[0], os.path.join(one.root, "bench"))
-        measure("loop: decode+resize (warm-up)", lambda: decode_loop(paths, config))
-        prepare.run_prepare(one, os.path.join(work, "out_warm_up"), ["--direct_num_workers=1"])
-        best, fixed = collections.defaultdict(float), collections.defaultdict(lambda: float("inf"))
-        for _ in range(args.repeats):
-            rate, clips = measure("loop: decode+resize", lambda: decode_loop(paths, config))
-            best["loop"] = max(best["loop"], rate)
-            for image_format in args.image_formats.split(","):
-                config.image_format = one.image_format = image_format
-                rate, _ = measure(f"encode loop ({image_format})", lambda: encode_loop(config))
-                best["encode", image_format] = max(best["encode", image_format], rate)
-                with TemporaryDiskPeak(os.path.join(work, "out")) as disk:
-                    rate, _ = measure(f"beam DirectRunner ({image_format})", lambda: prepare.run_prepare(
-                        config, os.path.join(work, "out"), ["--direct_num_workers=1"])["totals"]["clips_written"])
-                best["beam", image_format] = max(best["beam", image_format], rate)
-                output = output_bytes(os.path.join(work, "out"))
-                ratio = disk.peak / output
-                best["disk", image_format] = max(best["disk", image_format], ratio)
-                best["total", image_format] = max(best["total", image_format],
-                                                  disk.peak_total / output)
-                print(f"  peak temporary disk {disk.peak / 2**20:.1f} MiB = {ratio:.3f} of the "
-                      f"output ({output / 2**20:.1f} MiB); peak disk in all "
-                      f"{disk.peak_total / output:.3f} of the output")
-                cpu = cpu_seconds()
-                clips_one = prepare.run_prepare(one, os.path.join(work, "out_one"),
-                                                ["--direct_num_workers=1"])["totals"]["clips_written"]
-                fixed[image_format] = min(fixed[image_format], cpu_seconds() - cpu
-                                          - clips_one / best["encode", image_format])
-        loop = best["loop"]
-        print(f"best of {args.repeats}: loop {loop:.1f} clips/s/core")
-        for image_format in args.image_formats.split(","):
-            beam, encoded = best["beam", image_format], best["encode", image_format]
-            steady = clips / (clips / beam - fixed[image_format])
-            print(f"  {image_format}: beam {beam:.1f} clips/s/core, encode loop {encoded:.1f}; "
-                  f"fixed cost of a run {fixed[image_format]:.2f} s CPU")
-            print(f"  {image_format}: beam/loop per core {beam / loop:.2f}   without the fixed cost "
-                  f"{steady / loop:.2f}   beam/(encode loop) {beam / encoded:.2f}")
-        print(f"\n{'videos':>6} {'format':>6} {'clips':>6} {'beam clips/s/core':>18} "
-              f"{'beam/loop':>10} {'peak tmp disk/output':>21} {'peak disk/output':>17}")
-        for image_format in args.image_formats.split(","):
-            beam = best["beam", image_format]
-            print(f"{args.videos:>6} {image_format:>6} {clips:>6} {beam:>18.2f} {beam / loop:>10.2f} "
-                  f"{best['disk', image_format]:>21.3f} {best['total', image_format]:>17.3f}")
+        if args.disk_sizes:
+            disk_table(work, args.disk_sizes)
+        if args.videos:
+            throughput(work, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def throughput(work: str, args) -> None:
+    """Clips/s per core of the loop, the encode loop and the beam job (see the docstring)."""
+    paths = write_videos(os.path.join(work, "videos"), args.videos, args.frames)
+    config = get_config("ucf101_b").dataset
+    config.name, config.root, config.split = "folder", os.path.join(work, "videos"), "all"
+    if args.png_compression is not None:
+        config.png_compression = args.png_compression
+    print(f"{args.videos} videos of {args.frames} frames, 320x240 25 fps -> "
+          f"{config.num_frames}x{config.resolution}x{config.resolution} clips; "
+          f"PNG compression level {config.png_compression}")
+    one = config.copy_and_resolve_references()
+    one.root = os.path.join(work, "one_video")
+    os.makedirs(os.path.join(one.root, "bench"))
+    shutil.copy(paths[0], os.path.join(one.root, "bench"))
+    measure("loop: decode+resize (warm-up)", lambda: decode_loop(paths, config))
+    prepare.run_prepare(one, os.path.join(work, "out_warm_up"), ["--direct_num_workers=1"])
+    best, fixed = collections.defaultdict(float), collections.defaultdict(lambda: float("inf"))
+    for _ in range(args.repeats):
+        rate, clips = measure("loop: decode+resize", lambda: decode_loop(paths, config))
+        best["loop"] = max(best["loop"], rate)
+        for image_format in args.image_formats.split(","):
+            config.image_format = one.image_format = image_format
+            rate, _ = measure(f"encode loop ({image_format})", lambda: encode_loop(config))
+            best["encode", image_format] = max(best["encode", image_format], rate)
+            with TemporaryDiskPeak(os.path.join(work, "out")) as disk:
+                rate, _ = measure(f"beam DirectRunner ({image_format})", lambda: prepare.run_prepare(
+                    config, os.path.join(work, "out"), ["--direct_num_workers=1"])["totals"]["clips_written"])
+            best["beam", image_format] = max(best["beam", image_format], rate)
+            output = output_bytes(os.path.join(work, "out"))
+            ratio = disk.peak / output
+            best["disk", image_format] = max(best["disk", image_format], ratio)
+            best["total", image_format] = max(best["total", image_format],
+                                              disk.peak_total / output)
+            print(f"  peak temporary disk {disk.peak / 2**20:.1f} MiB = {ratio:.3f} of the "
+                  f"output ({output / 2**20:.1f} MiB); peak disk in all "
+                  f"{disk.peak_total / output:.3f} of the output")
+            cpu = cpu_seconds()
+            clips_one = prepare.run_prepare(one, os.path.join(work, "out_one"),
+                                            ["--direct_num_workers=1"])["totals"]["clips_written"]
+            fixed[image_format] = min(fixed[image_format], cpu_seconds() - cpu
+                                      - clips_one / best["encode", image_format])
+    loop = best["loop"]
+    print(f"best of {args.repeats}: loop {loop:.1f} clips/s/core")
+    for image_format in args.image_formats.split(","):
+        beam, encoded = best["beam", image_format], best["encode", image_format]
+        steady = clips / (clips / beam - fixed[image_format])
+        print(f"  {image_format}: beam {beam:.1f} clips/s/core, encode loop {encoded:.1f}; "
+              f"fixed cost of a run {fixed[image_format]:.2f} s CPU")
+        print(f"  {image_format}: beam/loop per core {beam / loop:.2f}   without the fixed cost "
+              f"{steady / loop:.2f}   beam/(encode loop) {beam / encoded:.2f}")
+    print(f"\n{'videos':>6} {'format':>6} {'clips':>6} {'beam clips/s/core':>18} "
+          f"{'beam/loop':>10} {'peak tmp disk/output':>21} {'peak disk/output':>17}")
+    for image_format in args.image_formats.split(","):
+        beam = best["beam", image_format]
+        print(f"{args.videos:>6} {image_format:>6} {clips:>6} {beam:>18.2f} {beam / loop:>10.2f} "
+              f"{best['disk', image_format]:>21.3f} {best['total', image_format]:>17.3f}")
 
 
 if __name__ == "__main__":

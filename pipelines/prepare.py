@@ -14,14 +14,26 @@ over workers by pipelines/listing) -> key each
 video by its shard, crc32(video id) mod N, and group the Video references (path, id, label: never
 frames or records) by shard -> the worker that owns a shard decodes its videos in video id order
 (streaming PyAV), cuts their clips (pipelines/clip_sampling), encodes them and writes them straight
-into the shard file (a temporary name beside it, renamed when complete). N is
-`dataset.num_shards`, or ceil(listed videos / videos_per_shard), so the same input and config give
-byte-identical shards under any runner and worker count. Records never pass through Beam's
-shuffle and are never copied: a worker's memory holds one clip at a time, the temporary disk is
-the shards being written (at most one per worker, ~1/N of the output each), and no worker reads
-back another's bytes. The unit of work is a shard (videos_per_shard videos, 32 by default), so
-Kinetics-600's ~500k videos make ~15k units; a run with fewer shards than workers leaves workers
-idle (set `dataset.num_shards` higher). Dead letters: pipelines/dead_letters.
+into the shard file. N is `dataset.num_shards`, or ceil(listed videos / videos_per_shard), so the
+same input and config give byte-identical shards under any runner and worker count. Records never
+pass through Beam's shuffle and are never copied: a worker's memory holds one clip at a time and
+no worker reads back another's bytes. The unit of work is a shard (videos_per_shard videos, 32 by
+default), so Kinetics-600's ~500k videos make ~15k units; a run with fewer shards than workers
+leaves workers idle (set `dataset.num_shards` higher). Dead letters: pipelines/dead_letters.
+
+Temporary disk (`prepare_steps.shard_target`): no byte of the output is ever stored twice.
+  - On an object store (gs://, s3://) a shard is written under its final name: an object appears
+    atomically when its upload completes, so a worker that dies mid-shard leaves no object, a
+    retry uploads it whole again, and there is no rename, which on GCS would be a copy plus a
+    delete of the whole shard. Temporary objects in the bucket: none. (TensorFlow's GCS client
+    stages the object being uploaded on the worker's local disk: one shard per worker.)
+  - On a local or POSIX file system a shard is written under a temporary name beside it and
+    renamed when complete (a rename there is free and atomic): the shards being written are the
+    only temporary files, one per busy worker, so the peak temporary disk is about
+    workers x (output / N): 1/N of the output per worker, e.g. 0.03 with one worker at 1,000
+    videos (32 shards) but 0.25 at 108 videos (4 shards). These bytes are the output being
+    written, not a copy: the peak of all bytes on disk never exceeds the finished output.
+  bench/bench_prepare.py measures both.
 
 Command line (any Beam pipeline flag passes through):
   python -m pipelines.prepare --config=ucf101_b --config.dataset.root=/data/ucf101 --out_dir=/data/out
@@ -45,7 +57,7 @@ from pipelines import beam_options, dead_letters, gfile_filesystem, listing  # n
 from pipelines.atomic_files import atomic_path  # noqa: F401  (re-exported)
 from pipelines.datasets import common
 from pipelines.prepare_layout import (  # noqa: F401  (the job's public names, importable here)
-    IMAGE_FORMATS, check_config, clear_outputs, failures_path, part_path, remove_work_dir,
+    IMAGE_FORMATS, check_config, clear_outputs, failures_path, remove_work_dir,
     resolve_config, shard_count, shard_of, shard_path, split_dir, work_dir)
 from pipelines.prepare_report import check_clips_written, summary, write_stats  # noqa: F401
 from pipelines.prepare_steps import (  # noqa: F401

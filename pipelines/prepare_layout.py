@@ -1,9 +1,8 @@
-"""The data job's layout and config: where a prepared dataset's shards, dead letters and part
-files go (`<out_dir>/<name>/<split>/...`), how many shards a split gets and which shard a video's
+"""The data job's layout and config: where a prepared dataset's shards and dead letters
+go (`<out_dir>/<name>/<split>/...`), how many shards a split gets and which shard a video's
 clips go to, and the checks of `--config.dataset.*` before any work (`check_config`,
 `resolve_config`). Used by the `pipelines.prepare` job and its workers.
 """
-import hashlib
 import math
 import os
 import tempfile
@@ -37,13 +36,8 @@ def shard_count(config, listed: int) -> int:
 
 
 def work_dir(dataset_dir: str) -> str:
+    """The part-file folder of older versions of the job (removed by `clear_outputs`)."""
     return os.path.join(dataset_dir, "_work")
-
-
-def part_path(dataset_dir: str, video: common.Video) -> str:
-    """Where a video's records wait for their shard: named by a hash of the input's path."""
-    name = hashlib.sha1(video.path.encode()).hexdigest()[:24]
-    return os.path.join(work_dir(dataset_dir), video.split, f"{name}.tfrecord")
 
 
 def shard_of(split: str, video_id: str, num_shards: dict) -> tuple[str, int]:

@@ -3,6 +3,7 @@ from its videos (`WriteShard`: decode, cut clips, encode, straight into the shar
 module of their own, which every Beam worker can import (never `__main__`); the graph is
 `pipelines.prepare.build_pipeline`, the dead letters `pipelines.dead_letters`.
 """
+import contextlib
 import logging
 import os
 import time
@@ -39,8 +40,9 @@ class ListVideos(beam.DoFn):
 class WriteShard(beam.DoFn):
     """((split, shard), {"keys": [...], "videos": [Video]}) -> the shard file, written by the
     worker that owns the shard: its videos in video id order, each decoded, cut into clips and
-    encoded straight into the shard (a temporary name beside it, renamed when complete, so a
-    retry rewrites it whole). Yields (split, records); Failures and stats counts
+    encoded straight into the shard (`shard_target`: the final name on an object store, whose
+    upload appears whole or not at all; a temporary name renamed when complete elsewhere; a retry
+    rewrites it whole either way). Yields (split, records); Failures and stats counts
     (((split, field[, key]), n) pairs) as tagged outputs. Bad input never raises."""
 
     def __init__(self, config, dataset_dir: str):
@@ -69,7 +71,7 @@ class WriteShard(beam.DoFn):
         videos = sorted(grouped["videos"], key=lambda video: (video.video_id, video.path))
         path = shard_path(self.dataset_dir, split, shard, num_shards.get(split, 1))
         tf.io.gfile.makedirs(os.path.dirname(path))
-        with atomic_path(path) as temporary, tf.io.TFRecordWriter(temporary) as writer:
+        with shard_target(path) as target, tf.io.TFRecordWriter(target) as writer:
             records = _RecordCount(writer)
             for video in videos:
                 yield from self._video(video, records)
@@ -116,6 +118,34 @@ class WriteShard(beam.DoFn):
                        ((video.split, "videos_per_class", name), int(ok)),
                        ((video.split, "source_fps", f"{source.fps:g}"), 1)]:
             yield beam.pvalue.TaggedOutput(COUNTS, (key, n))
+
+
+# Stores whose writes publish an object only when its upload completes (ram://: the in-memory
+# stand-in for a bucket in tests and benchmarks).
+ATOMIC_UPLOAD_SCHEMES = ("gs", "s3", "ram")
+
+
+def writes_atomically(path: str) -> bool:
+    return path.split("://", 1)[0] in ATOMIC_UPLOAD_SCHEMES if "://" in path else False
+
+
+@contextlib.contextmanager
+def shard_target(path: str):
+    """The name to write shard `path` under. On an object store (gs://, s3://) the final name
+    itself: the object appears atomically when its upload completes (a worker that dies mid-shard
+    leaves nothing) and a rename there would be a copy plus a delete of the whole shard; a write
+    that raises is removed. Elsewhere a temporary name beside it, renamed when complete (free and
+    atomic on a local or POSIX file system)."""
+    if not writes_atomically(path):
+        with atomic_path(path) as temporary:
+            yield temporary
+        return
+    try:
+        yield path
+    except BaseException:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+        raise
 
 
 class _RecordCount:

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import uuid
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from PIL import Image
 
 from magvit.configs import get_config
 from magvit.video_io import iter_frames, read_video, resize_shorter
-from pipelines import prepare
+from pipelines import prepare, prepare_steps
 from tests.test_datasets import (dataset_config, frames_of, truncate_inside_frame, write_any,
                                  write_bair, write_ucf101)
 from tfrecords_schemas import clip as clip_schema
@@ -218,3 +219,24 @@ def test_sdist_packages_the_worker_code(tmp_path):
                    "pipelines/datasets/bair.py", "magvit/video_io.py", "magvit/configs/dataset.py",
                    "tfrecords_schemas/clip.py", "setup.py"):
         assert needed in names, needed
+
+
+def test_shards_go_straight_to_their_final_name_on_an_object_store():
+    root = f"ram://shard-target-{uuid.uuid4().hex}"
+    shard = f"{root}/train/clips-00000-of-00001.tfrecord"
+    assert prepare_steps.writes_atomically(shard) and prepare_steps.writes_atomically("gs://b/x")
+    assert not prepare_steps.writes_atomically("/data/x") and not prepare_steps.writes_atomically("hdfs://h/x")
+    with prepare_steps.shard_target(shard) as target:
+        assert target == shard                                  # no temporary name, no rename
+        with tf.io.TFRecordWriter(target) as writer:
+            writer.write(b"1")
+    assert [r.numpy() for r in tf.data.TFRecordDataset(shard)] == [b"1"]
+    with pytest.raises(RuntimeError, match="worker died"):     # a failed attempt removes its object
+        with prepare_steps.shard_target(shard) as target:
+            with tf.io.TFRecordWriter(target) as writer:
+                writer.write(b"2")
+            raise RuntimeError("worker died")
+    assert tf.io.gfile.glob(f"{root}/train/*") == []             # not even a temporary one
+    with prepare_steps.shard_target(shard + ".x"):
+        pass                                                    # nothing written: no object
+    assert not tf.io.gfile.exists(shard + ".x")

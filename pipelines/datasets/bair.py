@@ -2,7 +2,7 @@
 trajectory of 30 steps with raw 64x64x3 uint8 bytes under `<t>/image_main/encoded` and
 `<t>/image_aux1/encoded` (plus `<t>/action`, `<t>/endeffector_pos`).
 
-A listed item is one tfrecord file; `read` streams its trajectories, one Source each, from the
+A listed item is one tfrecord file (listing fans out by split folder, see `common`); `read` streams its trajectories, one Source each, from the
 camera `dataset.camera`. Trajectories carry no frame rate: clips get `dataset.fps_when_unknown`.
 A trajectory without that camera's frames is a `bad_record` dead letter; an unreadable file is a
 `decode_error` one (its earlier trajectories are kept).
@@ -33,7 +33,28 @@ def check(config) -> None:
 
 
 def list_videos(config, split: str) -> Iterator[common.Video | common.Failure]:
-    for path in common.list_files(split_dir(config.root, split), (".tfrecords", ".tfrecord")):
+    yield from label_partition(list_partition(config, (split, split_dir(config.root, split))), [])
+
+
+# ------------------------------------------------------------ listing by partition (see common)
+def partitions(config) -> list[tuple[str, str]]:
+    """(split, split folder) per requested split: one listing (by prefix on an object store) of
+    its tfrecord files each; the files themselves, read on workers, are the units of work."""
+    return [(split, split_dir(config.root, split)) for split in common.split_names(config)]
+
+
+def list_partition(config, unit: tuple[str, str]) -> tuple[str, list[str]]:
+    split, folder = unit
+    return split, common.list_files(folder, (".tfrecords", ".tfrecord"))
+
+
+def partition_classes(listed) -> list[str]:
+    return []      # unlabelled
+
+
+def label_partition(listed: tuple[str, list[str]], classes) -> Iterator[common.Video]:
+    split, paths = listed
+    for path in paths:
         yield common.Video(path, split, -1, "", common.stem(path))
 
 

@@ -8,6 +8,22 @@ A reader module (one per native layout) provides
                                   trajectory of a BAIR tfrecord file (and a `Failure` for a bad
                                   record inside it); raises VideoError for an unreadable file
 Files are found and read through tf.io.gfile, so a root on GCS works as well as a local one.
+
+Listing fans out over workers (pipelines/listing.py) in one of two ways:
+  by partition (folder, bair): `partitions(config)` (cheap units: class folders, split folders),
+    `list_partition(config, unit)` (on a worker), `partition_classes(listed)` (class names a
+    listed unit holds) and `label_partition(listed, classes)` -> Videos and Failures;
+  by label rows (ucf101, kinetics600, ssv2: the splits come from label files): `file_roots(config)`
+    [(folder, levels to expand before listing each sub-folder on its own)], `file_key(base, path)`
+    (the key a found file joins on, None: not a video), `row_units(config, split)` (the
+    split's label files: tuples (split, label file, ...)), the rows of a label file: either
+    `read_rows(config, unit)` -> (key, Row) (a whole file on one worker, e.g. a JSON list) or,
+    for a file of one row per line, `row_header(unit)` (its header's fields, None: no header)
+    and `parse_row_line(config, unit, header, line)` -> (key, Row) or None (listing then reads
+    the file with Beam's ReadFromText, split by byte ranges over workers), `class_index(config,
+    splits)` (small, built once) and `label_row(row, path or None, classes)` -> Video or
+    Failure. The found files and the rows are joined on their key, for all splits in one pass. Such a reader's `list_videos` runs the
+    same rows and labelling in one process (`list_by_rows`), one split at a time.
 """
 import dataclasses
 import json
@@ -54,6 +70,47 @@ class Failure:
     def to_json(self) -> str:
         return json.dumps(dict(path=self.path, stage=self.stage, reason=self.reason,
                                detail=self.detail))
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One entry of a label file (a line of a split list, a CSV row, a JSON entry)."""
+    split: str
+    label_name: str       # as the label file spells it; "" when it gives none
+    video_id: str
+    default_path: str     # the path a dead letter names when no file was found
+    source: str           # the label file
+
+
+def list_by_rows(reader, config, split: str) -> Iterator[Video | Failure]:
+    """A row-listed reader's `list_videos` in one process: its files found by a walk of each file
+    root, the split's rows, and `label_row` of each with the first (sorted) path of its key."""
+    found = {}
+    for base, _ in reader.file_roots(config):
+        for path in list_files(base, getattr(reader, "EXTENSIONS", VIDEO_EXTENSIONS)):
+            key = reader.file_key(base, path)
+            if key is not None and (key not in found or path < found[key]):
+                found[key] = path
+    classes = reader.class_index(config, [split])
+    for unit in reader.row_units(config, split):
+        for key, row in rows_of(reader, config, unit):
+            yield reader.label_row(row, found.get(key), classes)
+
+
+def rows_of(reader, config, unit) -> Iterator[tuple[str, Row]]:
+    """The (key, Row)s of one label file, in one process (streamed line by line where it can)."""
+    if not hasattr(reader, "parse_row_line"):
+        yield from reader.read_rows(config, unit)
+        return
+    header = reader.row_header(unit)
+    with tf.io.gfile.GFile(unit[1], "r") as f:
+        lines = iter(f)
+        if header is not None:
+            next(lines, None)
+        for line in lines:
+            parsed = reader.parse_row_line(config, unit, header, line.rstrip("\r\n"))
+            if parsed is not None:
+                yield parsed
 
 
 @dataclasses.dataclass
@@ -166,6 +223,33 @@ def walk(root: str, within: str | None = None) -> Iterator[tuple[str, list[str]]
         files, folders = entries(directory, real_root)
         yield directory, files
         stack.extend(reversed(folders))
+
+
+# Names that are files whatever the store says (no is_directory request needed to tell).
+FILE_EXTENSIONS = VIDEO_EXTENSIONS + (".tfrecord", ".tfrecords", ".csv", ".json", ".jsonl", ".txt")
+
+
+def level(folder: str, within: str | None = None) -> tuple[list[str], list[str]]:
+    """(sorted paths of the files, sorted paths of the folders) directly in `folder`: the one
+    level that listing fan-out expands before it lists each folder below on its own.
+
+    Locally one scandir (links as `entries` treats them, relative to `within`, default `folder`).
+    On an object store one listdir (a paged listing of the level): a name GCS marks with a
+    trailing '/' is a folder and a name with a known file extension a file, so is_directory is
+    asked only of the other names of this level (class folders), never of each video."""
+    if not is_remote(folder):
+        files, folders = entries(folder, os.path.realpath(within or folder))  # local-only
+        return [join(folder, name) for name in files], folders
+    files, folders = [], []
+    for name in sorted(tf.io.gfile.listdir(folder)):
+        path = join(folder, name.rstrip("/"))
+        if name.endswith("/"):
+            folders.append(path)
+        elif name.lower().endswith(FILE_EXTENSIONS) or not tf.io.gfile.isdir(path):
+            files.append(path)
+        else:
+            folders.append(path)
+    return files, folders
 
 
 def list_files(root: str, extensions=VIDEO_EXTENSIONS, within: str | None = None) -> list[str]:

@@ -7,17 +7,15 @@ so the same class has the same index in every split. A video's id is its path un
 folder without the extension, or with it where two files differ only by extension (`video_ids`).
 Links to folders are followed without loops (`common.walk`).
 
-Listing fans out (`partitions`, `list_partition`, `label_partition`: pipelines/listing.py runs them
-on workers): one listdir per split finds its class folders, each class folder is then listed on
-its own, and the class indices come from the folders that hold videos. A video id only clashes
+Listing fans out (`partitions`, `list_partition`, `partition_classes`, `label_partition`:
+pipelines/listing.py runs them on workers): one listdir per split finds its class folders, each
+class folder is then listed on its own, and the class indices come from the folders that hold videos. A video id only clashes
 with one in its own folder, so the ids are those of `list_videos`. (Two class-folder links to one
 folder outside the root list its videos under each link; `list_videos` lists them once.)
 """
 import collections
 import os
 from typing import Iterator
-
-import tensorflow as tf
 
 from pipelines.datasets import common
 
@@ -101,13 +99,10 @@ def partitions(config) -> list[tuple[str, str, str]]:
 
 
 def _remote_entries(base: str) -> tuple[list[str], list[str]]:
-    """(file names, folder names) directly in a remote folder: one is_directory call per entry
-    of this level only (class folders and loose files), never per video below them."""
-    files, folders = [], []
-    for name in sorted(tf.io.gfile.listdir(base)):
-        name = name.rstrip("/")
-        (folders if tf.io.gfile.isdir(common.join(base, name)) else files).append(name)
-    return files, folders
+    """(file names, folder names) directly in a remote folder (`common.level`: is_directory is
+    asked of this level's extension-less names only, never of a video)."""
+    files, folders = common.level(base)
+    return [os.path.basename(p) for p in files], [os.path.basename(p) for p in folders]
 
 
 def list_partition(config, unit: tuple[str, str, str]) -> tuple[str, str, str, list[str]]:
@@ -123,6 +118,12 @@ def list_partition(config, unit: tuple[str, str, str]) -> tuple[str, str, str, l
         paths = [common.join(base, entry) for entry in files
                  if entry.lower().endswith(common.VIDEO_EXTENSIONS)]
     return split, base, name, paths
+
+
+def partition_classes(listed: tuple[str, str, str, list[str]]) -> list[str]:
+    """The class a listed unit holds: its class folder's name, when it holds videos."""
+    _, _, name, paths = listed
+    return [name] if name and paths else []
 
 
 def label_partition(listed: tuple[str, str, str, list[str]],

@@ -4,9 +4,15 @@ directly under root) and the label files `labels.json` (template -> index, as st
 `test.json` (ids only, label -1).
 
 A video's class is its template with the `[` `]` around `something` removed, looked up in
-labels.json, exactly as the dataset's publishers map them.
+labels.json, exactly as the dataset's publishers map them. An entry joins the first (sorted) path
+of a video file named after its id (any video extension, anywhere under the videos folder).
+
+Listed by label rows (see `common`): the label files' entries become rows and join the files
+found under the videos folder (its sub-folders each listed on their own worker; the published
+flat folder is one paged listing, no request per file).
 """
 import json
+import sys
 from typing import Iterator
 
 from pipelines.datasets import common
@@ -30,25 +36,48 @@ def template_class(template: str) -> str:
     return template.replace("[", "").replace("]", "")
 
 
-def list_videos(config, split: str) -> Iterator[common.Video | common.Failure]:
-    labels = {name: int(index) for name, index in
-              json.loads(common.read_text(common.join(config.root, "labels.json"))).items()}
-    entries_path = common.join(config.root, f"{split}.json")
+# ---------------------------------------------------------------- listing by rows (see common)
+def file_roots(config) -> list[tuple[str, int]]:
+    return [(videos_dir(config.root), 1)]
+
+
+def file_key(base: str, path: str) -> str | None:
+    return common.stem(path) if path.lower().endswith(common.VIDEO_EXTENSIONS) else None
+
+
+def row_units(config, split: str) -> list[tuple[str, str]]:
+    return [(split, common.join(config.root, f"{split}.json"))]
+
+
+def read_rows(config, unit: tuple[str, str]) -> Iterator[tuple[str, common.Row]]:
+    split, path = unit
     base = videos_dir(config.root)
-    videos = common.index_by_stem(base)
-    for entry in json.loads(common.read_text(entries_path)):
+    for entry in json.loads(common.read_text(path)):
         video_id = str(entry["id"])
-        path = videos.get(video_id, common.join(base, video_id + ".webm"))
-        name = template_class(entry["template"]) if "template" in entry else ""
-        if name and name not in labels:
-            yield common.Failure(path, split, "list", "unknown_label",
-                                 f"template {entry['template']!r} ({entries_path}) is not in "
-                                 f"labels.json")
-        elif video_id not in videos:
-            yield common.Failure(path, split, "list", "missing_video",
-                                 f"listed in {entries_path} but not found under {base}")
-        else:
-            yield common.Video(path, split, labels[name] if name else -1, name, video_id)
+        yield video_id, common.Row(split, entry.get("template", ""), video_id,
+                                   common.join(base, video_id + ".webm"), path)
+
+
+def class_index(config, splits) -> dict[str, int]:
+    return {name: int(index) for name, index in
+            json.loads(common.read_text(common.join(config.root, "labels.json"))).items()}
+
+
+def label_row(row: common.Row, path: str | None,
+              labels: dict[str, int]) -> common.Video | common.Failure:
+    name = template_class(row.label_name)
+    if name and name not in labels:
+        return common.Failure(path or row.default_path, row.split, "list", "unknown_label",
+                              f"template {row.label_name!r} ({row.source}) is not in labels.json")
+    if path is None:
+        return common.Failure(row.default_path, row.split, "list", "missing_video",
+                              f"listed in {row.source} but not found under "
+                              f"{row.default_path.rsplit('/', 1)[0]}")
+    return common.Video(path, row.split, labels[name] if name else -1, name, row.video_id)
+
+
+def list_videos(config, split: str) -> Iterator[common.Video | common.Failure]:
+    yield from common.list_by_rows(sys.modules[__name__], config, split)
 
 
 read = common.read_file

@@ -4,8 +4,13 @@
 `dataset.ucf101_split_number` picks N (1-3). Splits: `train`, `test`, and `all` (train + test, as
 MAGVIT trains class-conditional UCF-101). Labels are classInd's 1-based indices minus one; class
 names are matched case-insensitively (the lists spell `HandstandPushups`, the files
-`v_HandStandPushups_...`).
+`v_HandStandPushups_...`), and so are the listed paths (the first found path of a spelling wins).
+
+Listed by label rows (see `common`): each class folder is listed on its own worker, each split
+list's lines become rows (read by Beam's ReadFromText), and a line joins the file whose path
+under the videos folder it names.
 """
+import sys
 from typing import Iterator
 
 from pipelines.datasets import common
@@ -41,27 +46,58 @@ def classes(root: str) -> dict[str, tuple[int, str]]:
     return out
 
 
-def list_videos(config, split: str) -> Iterator[common.Video | common.Failure]:
-    class_index = classes(config.root)
+# ---------------------------------------------------------------- listing by rows (see common)
+def file_roots(config) -> list[tuple[str, int]]:
+    return [(videos_dir(config.root), 1)]     # the class folders, each listed on its own
+
+
+def file_key(base: str, path: str) -> str | None:
+    if not path.lower().endswith(common.VIDEO_EXTENSIONS):
+        return None
+    return path[len(base):].lstrip("/").lower()
+
+
+def row_units(config, split: str) -> list[tuple[str, str, str]]:
+    """(split, list file, videos folder) per list the split reads (`all`: train and test)."""
     base = videos_dir(config.root)
-    found = {path[len(base):].lstrip("/").lower(): path for path in common.list_files(base)}
-    for part in ("train", "test") if split == "all" else (split,):
-        list_path = list_file(config.root, part, config.ucf101_split_number)
-        for line in common.read_text(list_path).splitlines():
-            if not line.strip():
-                continue
-            relative = line.split()[0]
-            path = found.get(relative.lower(), common.join(base, relative))
-            class_name = relative.split("/")[0]
-            if class_name.lower() not in class_index:
-                yield common.Failure(path, split, "list", "unknown_label",
-                                     f"class {class_name!r} ({list_path}) is not in classInd.txt")
-            elif relative.lower() not in found:
-                yield common.Failure(path, split, "list", "missing_video",
-                                     f"listed in {list_path} but not found under {base}")
-            else:
-                index, name = class_index[class_name.lower()]
-                yield common.Video(path, split, index, name, common.stem(relative))
+    return [(split, list_file(config.root, part, config.ucf101_split_number), base)
+            for part in (("train", "test") if split == "all" else (split,))]
+
+
+def row_header(unit) -> None:
+    return None      # a list has no header line
+
+
+def parse_row_line(config, unit: tuple[str, str, str], header,
+                   line: str) -> tuple[str, common.Row] | None:
+    """`<Class>/<file>.avi[ <label>]` -> (its lower-case path, Row); None for a blank line."""
+    if not line.strip():
+        return None
+    split, list_path, base = unit
+    relative = line.split()[0]
+    return relative.lower(), common.Row(split, relative.split("/")[0], common.stem(relative),
+                                        common.join(base, relative), list_path)
+
+
+def class_index(config, splits) -> dict[str, tuple[int, str]]:
+    return classes(config.root)
+
+
+def label_row(row: common.Row, path: str | None,
+              class_index_: dict[str, tuple[int, str]]) -> common.Video | common.Failure:
+    if row.label_name.lower() not in class_index_:
+        return common.Failure(path or row.default_path, row.split, "list", "unknown_label",
+                              f"class {row.label_name!r} ({row.source}) is not in classInd.txt")
+    if path is None:
+        return common.Failure(row.default_path, row.split, "list", "missing_video",
+                              f"listed in {row.source} but not found (looked for "
+                              f"{row.default_path}, in any case)")
+    index, name = class_index_[row.label_name.lower()]
+    return common.Video(path, row.split, index, name, row.video_id)
+
+
+def list_videos(config, split: str) -> Iterator[common.Video | common.Failure]:
+    yield from common.list_by_rows(sys.modules[__name__], config, split)
 
 
 read = common.read_file
