@@ -17,9 +17,9 @@ frames or records) by shard -> the worker that owns a shard decodes its videos i
 into the shard file. N is `dataset.num_shards`, or ceil(listed videos / videos_per_shard), so the
 same input and config give byte-identical shards under any runner and worker count. Records never
 pass through Beam's shuffle and are never copied: a worker's memory holds one clip at a time and
-no worker reads back another's bytes. The unit of work is a shard (videos_per_shard videos, 32 by
-default), so Kinetics-600's ~500k videos make ~15k units; a run with fewer shards than workers
-leaves workers idle (set `dataset.num_shards` higher). Dead letters: pipelines/dead_letters.
+no worker reads back another's bytes. The unit of work is a shard (videos_per_shard videos, 8 by
+default: 70-110 MB shards), so Kinetics-600's ~500k videos make ~62k units; a run with fewer
+shards than workers leaves workers idle (set `dataset.num_shards` higher). Dead letters: pipelines/dead_letters.
 
 Temporary disk (`prepare_steps.shard_target`): no byte of the output is ever stored twice.
   - On an object store (gs://, s3://) a shard is written under its final name: an object appears

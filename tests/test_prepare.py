@@ -51,8 +51,9 @@ def test_demo_prepares_parses_and_is_byte_identical(tmp_path):
     config.root = str(tmp_path / "a" / "demo_videos")                # the same input again
     second = prepare.run_prepare(config, str(tmp_path / "b"), ["--direct_num_workers=1"])
     a, b = str(tmp_path / "a" / "demo"), str(tmp_path / "b" / "demo")
-    assert sorted(shard_bytes(a)) == ["test/clips-00000-of-00001.tfrecord",
-                                      "train/clips-00000-of-00001.tfrecord"]
+    # ceil(20 train videos / 8 per shard) = 3 shards; 4 test videos: 1
+    assert sorted(shard_bytes(a)) == ["test/clips-00000-of-00001.tfrecord"] + [
+        f"train/clips-0000{i}-of-00003.tfrecord" for i in range(3)]
     assert shard_bytes(a) == shard_bytes(b)
     assert sorted(os.listdir(a)) == ["schema.pbtxt", "stats.json", "test", "train"]   # no parts left
     # 6 videos per class of 32 frames, the last one held out; 8-frame clips, all policy: 4 each.

@@ -43,7 +43,8 @@ def dataset_config(name: str, num_frames: int = 16) -> ml_collections.ConfigDict
         png_compression=0,            # deflate level 0-12 (libdeflate). 0: stored, raw size, a copy to
                                       # write and read; 1: ~0.7-0.9x the size for ~10x the encode CPU
         num_shards=0,                 # per split; 0 = automatic: ceil(listed videos / videos_per_shard)
-        videos_per_shard=spec.get("videos_per_shard", 32),  # ~100-300 MB shards of 128x128 PNG clips
+        videos_per_shard=spec.get("videos_per_shard", 8),  # 16x128x128 PNG clips: ~70 MB shards
+                                      # (UCF-101, ~11 clips a video) to ~110 MB (Kinetics-600)
         fps_when_unknown=10.0,        # clip fps for sources without a frame rate (BAIR trajectories)
         seed=0,                       # clip positions of the `random` policy; demo videos
         demo_videos_per_class=6,      # embedded demo dataset: videos per class (the last: test)
