@@ -25,6 +25,44 @@ import ml_collections
 from magvit.tokenizer import quantizers
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv2d(x, kernel):
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_NHWC)
+
+
+@jax.custom_vjp
+def conv2d_cpu(x, kernel):
+    """'SAME' stride-1 2D convolution whose kernel gradient is kh x kw matmuls (CPU).
+
+    XLA's CPU convolution computes the kernel gradient (a convolution contracting over batch and
+    space) far below its matmul rate; here it is, per kernel tap (i, j), the [C, N] x [N, out]
+    product of the tap-shifted input and the output gradient. Forward and input gradient are
+    lax's convolutions, so values equal lax's up to float summation order."""
+    return _conv2d(x, kernel)
+
+
+def _conv2d_cpu_fwd(x, kernel):
+    return _conv2d(x, kernel), (x, kernel)
+
+
+def _conv2d_cpu_bwd(residuals, dy):
+    x, kernel = residuals
+    kh, kw = kernel.shape[:2]
+    h, w = x.shape[1:3]
+    _, input_vjp = jax.vjp(lambda x_: _conv2d(x_, kernel), x)
+    ph, pw = (kh - 1) // 2, (kw - 1) // 2         # 'SAME' at stride 1: low pad (k - 1) // 2
+    padded = jnp.pad(x, ((0, 0), (ph, kh - 1 - ph), (pw, kw - 1 - pw), (0, 0)))
+    flat_dy = dy.reshape(-1, dy.shape[-1])
+    taps = [[jnp.dot(padded[:, i:i + h, j:j + w].reshape(-1, x.shape[-1]).T, flat_dy)
+             for j in range(kw)] for i in range(kh)]
+    return input_vjp(dy)[0], jnp.asarray(taps).astype(kernel.dtype)
+
+
+conv2d_cpu.defvjp(_conv2d_cpu_fwd, _conv2d_cpu_bwd)
+
+
 def convolve(x, kernel):
     """'SAME' stride-1 convolution of [B, (T,) H, W, C] with a [(kt,) kh, kw, C, out] kernel."""
     if kernel.ndim == 5 and kernel.shape[0] > 1 and jax.default_backend() == "cpu":
@@ -34,8 +72,7 @@ def convolve(x, kernel):
         x = jnp.pad(x, ((0, 0), (pad, kt - 1 - pad), (0, 0), (0, 0), (0, 0)))
         stacked = jnp.concatenate([x[:, i:i + t] for i in range(kt)], axis=-1)
         kernel2d = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(kh, kw, kt * c, out)
-        y = jax.lax.conv_general_dilated(stacked.reshape(b * t, h, w, kt * c), kernel2d, (1, 1),
-                                         "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = conv2d_cpu(stacked.reshape(b * t, h, w, kt * c), kernel2d)
         return y.reshape(b, t, h, w, out)
     spatial = "DHW"[-(kernel.ndim - 2):]
     dims = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
