@@ -9,7 +9,8 @@ nearest-neighbour repetition followed by a 3x3(x3) conv.
 
 `Conv` holds a standard [kt, kh, kw, in, out] kernel; on CPU a 3D convolution runs as one 2D
 convolution over the kt time-shifted copies of the input stacked along channels (XLA's CPU 3D
-convolution is ~8x slower than its 2D one); elsewhere it is lax's native N-D convolution.
+convolution is ~8x slower than its 2D one), with the kernel gradient as matmuls (`conv2d_cpu`);
+elsewhere it is lax's native N-D convolution.
 
 Precision and memory (magvit/precision.py): convolutions compute in `dtype` (float32 | bfloat16)
 on float32 parameters; GroupNorm, the quantizer and the decoder's output are float32. `remat`
@@ -26,6 +27,9 @@ from magvit.tokenizer import quantizers
 
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+# `conv2d_cpu` pays from this width on (measured at 64: kernel gradient 3x faster); narrower
+# layers (and the tiny setting) keep lax's gradient, which compiles faster
+MATMUL_GRAD_MIN_WIDTH = 64
 
 
 def _conv2d(x, kernel):
@@ -34,12 +38,14 @@ def _conv2d(x, kernel):
 
 @jax.custom_vjp
 def conv2d_cpu(x, kernel):
-    """'SAME' stride-1 2D convolution whose kernel gradient is kh x kw matmuls (CPU).
+    """'SAME' stride-1 2D convolution whose kernel gradient is kh matmuls (for CPU).
 
     XLA's CPU convolution computes the kernel gradient (a convolution contracting over batch and
-    space) far below its matmul rate; here it is, per kernel tap (i, j), the [C, N] x [N, out]
-    product of the tap-shifted input and the output gradient. Forward and input gradient are
-    lax's convolutions, so values equal lax's up to float summation order."""
+    space) at about a quarter of its matmul rate; here kernel row i is one matmul of the input
+    rows shifted by i (padded width) with the output gradient placed at each of the kw column
+    offsets (3x faster for the bair_b layers; it also multiplies the zero columns of the padding,
+    (W + kw - 1) / W of the exact FLOPs). Forward and input gradient are lax's convolutions; the
+    kernel gradient equals lax's up to float summation order (tests/test_conv_grad.py)."""
     return _conv2d(x, kernel)
 
 
@@ -49,15 +55,19 @@ def _conv2d_cpu_fwd(x, kernel):
 
 def _conv2d_cpu_bwd(residuals, dy):
     x, kernel = residuals
-    kh, kw = kernel.shape[:2]
-    h, w = x.shape[1:3]
+    kh, kw, c, out = kernel.shape
+    h = x.shape[1]
     _, input_vjp = jax.vjp(lambda x_: _conv2d(x_, kernel), x)
     ph, pw = (kh - 1) // 2, (kw - 1) // 2         # 'SAME' at stride 1: low pad (k - 1) // 2
     padded = jnp.pad(x, ((0, 0), (ph, kh - 1 - ph), (pw, kw - 1 - pw), (0, 0)))
-    flat_dy = dy.reshape(-1, dy.shape[-1])
-    taps = [[jnp.dot(padded[:, i:i + h, j:j + w].reshape(-1, x.shape[-1]).T, flat_dy)
-             for j in range(kw)] for i in range(kh)]
-    return input_vjp(dy)[0], jnp.asarray(taps).astype(kernel.dtype)
+    # dy placed at each horizontal tap offset j of the padded width, stacked along channels:
+    # the kernel row i is then one [C, N] x [N, kw * out] product with the rows i.. of `padded`
+    shifted = jnp.concatenate([jnp.pad(dy, ((0, 0), (0, 0), (j, kw - 1 - j), (0, 0)))
+                               for j in range(kw)], axis=-1).reshape(-1, kw * out)
+    rows = [jnp.dot(padded[:, i:i + h].reshape(-1, c).T, shifted).reshape(c, kw, out)
+            for i in range(kh)]
+    grad_kernel = jnp.transpose(jnp.asarray(rows), (0, 2, 1, 3))
+    return input_vjp(dy)[0], grad_kernel.astype(kernel.dtype)
 
 
 conv2d_cpu.defvjp(_conv2d_cpu_fwd, _conv2d_cpu_bwd)
@@ -72,7 +82,8 @@ def convolve(x, kernel):
         x = jnp.pad(x, ((0, 0), (pad, kt - 1 - pad), (0, 0), (0, 0), (0, 0)))
         stacked = jnp.concatenate([x[:, i:i + t] for i in range(kt)], axis=-1)
         kernel2d = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(kh, kw, kt * c, out)
-        y = conv2d_cpu(stacked.reshape(b * t, h, w, kt * c), kernel2d)
+        conv2d = conv2d_cpu if w >= MATMUL_GRAD_MIN_WIDTH else _conv2d
+        y = conv2d(stacked.reshape(b * t, h, w, kt * c), kernel2d)
         return y.reshape(b, t, h, w, out)
     spatial = "DHW"[-(kernel.ndim - 2):]
     dims = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
