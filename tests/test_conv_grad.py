@@ -40,5 +40,5 @@ def test_the_3d_convolution_and_its_gradients_equal_lax_3d(width):
     loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b)))  # noqa: E731
     want = jax.grad(loss(lax3d), (0, 1))(x, kernel)
     got = jax.grad(loss(model.convolve), (0, 1))(x, kernel)
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    for g, w in zip(got, want):   # float32 sums over B*T*H*W terms, in another order
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * float(jnp.abs(w).max()))
