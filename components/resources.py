@@ -6,6 +6,7 @@ numeric fields that Vertex AI reads (`cpu_limit`, `memory_limit` in GB, `acceler
 and the string fields that current KFP writes (`resource_cpu_limit`, ...) are set.
 """
 import dataclasses
+import json
 
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -71,3 +72,62 @@ def resource_spec(resources: Resources) -> ResourceSpec:
         spec.accelerator.resource_type = resources.accelerator
         spec.accelerator.resource_count = str(resources.accelerator_count)
     return spec
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerPools:
+    """Multi-host training (`--trainer_replicas` > 1): each trainer step launches a Vertex AI
+    CustomJob of `replicas` machines (`machine_type`, each with the steps' accelerators) running
+    `image`, in `project` / `region` ('': from the step's environment, `components.custom_job`)."""
+    replicas: int = 1
+    machine_type: str = ""
+    image: str = ""
+    project: str = ""
+    region: str = ""
+    accelerator: str = ""
+    accelerator_count: int = 0
+
+    def __post_init__(self):
+        if self.replicas < 1:
+            raise ValueError(f"--trainer_replicas={self.replicas}: must be >= 1")
+        if self.replicas == 1:
+            given = [f for f in ("machine_type", "project", "region") if getattr(self, f)]
+            if given:
+                raise ValueError(f"--trainer_{given[0]}={getattr(self, given[0])} sets up the "
+                                 "multi-host CustomJob of the trainers: it needs "
+                                 "--trainer_replicas > 1")
+            return
+        if not self.machine_type:
+            raise ValueError(f"--trainer_replicas={self.replicas} needs --trainer_machine_type, "
+                             "the Vertex AI machine of each replica (e.g. a3-highgpu-8g for 8 "
+                             "H100, a2-highgpu-8g for 8 A100, ct5lp-hightpu-4t for TPU v5e)")
+        if not self.region:
+            raise ValueError(f"--trainer_replicas={self.replicas} needs --trainer_region, the "
+                             "Vertex AI region of the trainers' CustomJob (e.g. us-central1)")
+        if "/" not in self.image:
+            raise ValueError(f"--image={self.image}: --trainer_replicas={self.replicas} runs "
+                             "the trainers' CustomJob in this image, so it must be one Vertex AI "
+                             "can pull (REGION-docker.pkg.dev/PROJECT/REPO/magvit:TAG)")
+
+    def __bool__(self) -> bool:
+        return self.replicas > 1
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True) if self else ""
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainerPools":
+        return cls(**json.loads(text)) if text else cls()
+
+
+def worker_pool_specs(pools: TrainerPools, module: str, args: list[str]) -> list[dict]:
+    """The CustomJob's worker pools: workerpool0 (1 replica, the jax.distributed coordinator)
+    and workerpool1 (the other replicas), identical machines running `python -m module args`."""
+    machine = {"machine_type": pools.machine_type}
+    if pools.accelerator:
+        machine.update(accelerator_type=pools.accelerator,
+                       accelerator_count=pools.accelerator_count)
+    return [{"machine_spec": dict(machine), "replica_count": count,
+             "container_spec": {"image_uri": pools.image, "command": ["python", "-m", module],
+                                "args": list(args)}}
+            for count in (1, pools.replicas - 1)]

@@ -7,7 +7,9 @@ and config is served from cache) and ends with a summary. Artifacts go under `--
 local or remote (gs://); the SQLite MLMD store always stays on this machine (`--metadata_path`).
 `--orchestrator=kubeflow` compiles the same pipeline to the KFP v2 JSON that Kubeflow Pipelines
 and Vertex AI Pipelines run, in the container image given by `--image` (Dockerfile); the trainers
-and the evaluator ask for `--accelerator` x `--accelerator_count`, `--cpu_limit`, `--memory_limit`.
+and the evaluator ask for `--accelerator` x `--accelerator_count`, `--cpu_limit`, `--memory_limit`;
+with `--trainer_replicas=N` (N > 1) each trainer step runs a multi-host Vertex AI CustomJob of N
+`--trainer_machine_type` machines instead (components/custom_job.py).
 With `--orchestrator=kubeflow` or a remote Beam runner (Dataflow) every path must be remote: a
 local one is refused before anything runs.
 
@@ -63,6 +65,7 @@ class RunArgs:
     machine: resources.Resources = resources.Resources()
     image_tokenizer: bool = False
     image_tokenizer_steps: int = 0
+    pools: resources.TrainerPools = resources.TrainerPools()
 
 
 def _flag_values(argv: list[str]) -> flags.FlagValues:
@@ -110,6 +113,16 @@ def _flag_values(argv: list[str]) -> flags.FlagValues:
                        "evaluator steps (0: the platform default).", flag_values=fv)
     flags.DEFINE_string("memory_limit", "", "--orchestrator=kubeflow: memory of the trainer / "
                         "evaluator steps, e.g. 64G ('': the platform default).", flag_values=fv)
+    flags.DEFINE_integer("trainer_replicas", 1, "--orchestrator=kubeflow: machines per trainer "
+                         "step; N > 1 launches a Vertex AI CustomJob of N replicas (multi-host "
+                         "jax.distributed), each with the --accelerator x --accelerator_count.",
+                         flag_values=fv)
+    flags.DEFINE_string("trainer_machine_type", "", "--trainer_replicas > 1: the Vertex AI "
+                        "machine type of each replica, e.g. a3-highgpu-8g.", flag_values=fv)
+    flags.DEFINE_string("trainer_region", "", "--trainer_replicas > 1: the region of the "
+                        "CustomJob, e.g. us-central1.", flag_values=fv)
+    flags.DEFINE_string("trainer_project", "", "--trainer_replicas > 1: the CustomJob's project "
+                        "('': the pipeline step's own project).", flag_values=fv)
     flags.DEFINE_bool("enable_cache", True, "Reuse the outputs of stages whose inputs and "
                       "config did not change.", flag_values=fv)
     flags.DEFINE_bool(
@@ -148,7 +161,7 @@ def parse_args(argv: list[str]) -> RunArgs:
         raise UsageError("--pipeline_root is required: the folder (or gs:// path) for the "
                          "pipeline's artifacts")
     config = _with_dataset(config, fv.dataset, fv.data_root, ours, fv.orchestrator == "local")
-    machine = _resources(fv)
+    machine, pools = _resources(fv)
     problems = remote_checks.local_paths(config, fv.pipeline_root, fv.orchestrator, beam_args)
     if problems:
         raise UsageError("\n  ".join(problems))
@@ -163,7 +176,7 @@ def parse_args(argv: list[str]) -> RunArgs:
                    enable_cache=fv.enable_cache, beam_args=beam_args,
                    metadata_path=fv.metadata_path or default_metadata_path(fv.pipeline_root),
                    machine=machine, image_tokenizer=fv.image_tokenizer,
-                   image_tokenizer_steps=fv.image_tokenizer_steps)
+                   image_tokenizer_steps=fv.image_tokenizer_steps, pools=pools)
 
 
 def default_metadata_path(pipeline_root: str) -> str:
@@ -174,15 +187,19 @@ def default_metadata_path(pipeline_root: str) -> str:
     return os.path.join(METADATA_CACHE, digest, METADATA_FILE)
 
 
-def _resources(fv) -> resources.Resources:
-    given = [f for f in ("accelerator", "accelerator_count", "cpu_limit", "memory_limit")
-             if fv[f].present]
+def _resources(fv) -> tuple[resources.Resources, resources.TrainerPools]:
+    given = [f for f in ("accelerator", "accelerator_count", "cpu_limit", "memory_limit",
+                         "trainer_replicas", "trainer_machine_type", "trainer_region",
+                         "trainer_project") if fv[f].present]
     if given and fv.orchestrator != "kubeflow":
         raise UsageError(f"--{given[0]} asks Kubeflow / Vertex AI for machines: it needs "
                          "--orchestrator=kubeflow (local runs use this machine's devices)")
     try:
-        return resources.Resources(fv.accelerator, fv.accelerator_count, fv.cpu_limit,
-                                   resources.parse_memory_gb(fv.memory_limit))
+        return (resources.Resources(fv.accelerator, fv.accelerator_count, fv.cpu_limit,
+                                    resources.parse_memory_gb(fv.memory_limit)),
+                resources.TrainerPools(fv.trainer_replicas, fv.trainer_machine_type, fv.image,
+                                       fv.trainer_project, fv.trainer_region, fv.accelerator,
+                                       fv.accelerator_count))
     except ValueError as e:
         raise UsageError(str(e)) from e
 
@@ -227,12 +244,15 @@ def create_pipeline(config: ml_collections.ConfigDict, pipeline_root: str,
                     beam_args: list[str] = (), pipeline_name: str = "magvit",
                     metadata_path: str | None = None, enable_cache: bool = True,
                     machine: resources.Resources = resources.Resources(),
-                    image_tokenizer: bool = False, image_tokenizer_steps: int = 0):
+                    image_tokenizer: bool = False, image_tokenizer_steps: int = 0,
+                    pools: resources.TrainerPools = resources.TrainerPools()):
     """The TFX pipeline of every wired stage; `metadata_path`: SQLite MLMD store (local runs);
-    `machine`: what the trainers and the evaluator ask Kubeflow / Vertex AI for;
+    `machine`: what the trainers and the evaluator ask Kubeflow / Vertex AI for; `pools`: the
+    trainers' multi-host CustomJob (`--trainer_replicas` > 1);
     `image_tokenizer`: add the 2D tokenizer stage (`image_tokenizer_steps` steps, 0: the config's)
     that the video tokenizer inflates."""
     beam = config_param.dumps_list(beam_args)
+    multi_host = {"trainer_pools": pools.to_json()} if pools else {}
     example_gen = video_example_gen.VideoExampleGen(
         config=config_param.dumps(config, video_example_gen.SECTIONS), beam_args=beam)
     trainers = []
@@ -240,12 +260,12 @@ def create_pipeline(config: ml_collections.ConfigDict, pipeline_root: str,
         trainers.append(tokenizer_trainer.TokenizerTrainer(
             clips=example_gen.outputs["examples"], config=config_param.dumps(
                 tokenizer_trainer.image_tokenizer_config(config, image_tokenizer_steps),
-                tokenizer_trainer.SECTIONS),
+                tokenizer_trainer.SECTIONS), **multi_host,
         ).with_id(tokenizer_trainer.IMAGE_STAGE_ID))
     tokenizer = tokenizer_trainer.TokenizerTrainer(
         clips=example_gen.outputs["examples"],
         config=config_param.dumps(tokenizer_trainer.video_tokenizer_config(config),
-                                  tokenizer_trainer.SECTIONS),
+                                  tokenizer_trainer.SECTIONS), **multi_host,
         **({"image_tokenizer": trainers[0].outputs["model"]} if trainers else {}))
     trainers.append(tokenizer)
     tokens = pretokenizer.Pretokenizer(
@@ -253,14 +273,14 @@ def create_pipeline(config: ml_collections.ConfigDict, pipeline_root: str,
         beam_args=beam, **pretokenizer.parameters(config))
     transformer = transformer_trainer.TransformerTrainer(
         tokens=tokens.outputs["tokens"], tokenizer=tokenizer.outputs["model"],
-        config=config_param.dumps(config, transformer_trainer.SECTIONS))
+        config=config_param.dumps(config, transformer_trainer.SECTIONS), **multi_host)
     evaluation = evaluator.Evaluator(
         clips=example_gen.outputs["examples"], tokenizer=tokenizer.outputs["model"],
         transformer=transformer.outputs["model"],
         config=config_param.dumps(config, evaluator.SECTIONS), beam_args=beam)
     stages = [example_gen, *trainers, tokens, transformer, evaluation]
-    if machine:
-        for stage in (*trainers, transformer, evaluation):
+    if machine:   # with `pools` the trainer steps only wait for their CustomJob's machines
+        for stage in (evaluation,) if pools else (*trainers, transformer, evaluation):
             stage.with_platform_config(resources.resource_spec(machine))
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=stages,
@@ -305,7 +325,7 @@ def compile_kubeflow(args: RunArgs) -> str:
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2
     pipeline = create_pipeline(args.config, args.pipeline_root, args.beam_args,
                                args.pipeline_name, None, args.enable_cache, args.machine,
-                               args.image_tokenizer, args.image_tokenizer_steps)
+                               args.image_tokenizer, args.image_tokenizer_steps, args.pools)
     output_dir, filename = os.path.split(remote.absolute(args.kubeflow_output))
     runner = kfv2.KubeflowV2DagRunner(
         # Pipeline spec 2.1: steps get their parameters as `parameterValues` (what Vertex AI

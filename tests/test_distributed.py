@@ -30,6 +30,28 @@ def test_detect_vertex_cluster_spec_numbers_replicas_pool_by_pool():
             {"cluster": cluster, "task": {"type": "workerpool2", "index": 0}})})
 
 
+def test_the_trainers_custom_job_pools_become_one_jax_job_under_vertex_cluster_spec():
+    """The CLUSTER_SPEC Vertex AI gives the replicas of the pools `components.custom_job` submits
+    (its documented shape: cmle-training hosts, `environment`, `job`): one process each, numbered
+    0..N-1, all with workerpool0's replica as the coordinator."""
+    from components import resources
+    specs = resources.worker_pool_specs(resources.TrainerPools(
+        4, "a3-highgpu-8g", "r-docker.pkg.dev/p/r/magvit:gpu", region="us-central1"),
+        "magvit.train_tokenizer", [])
+    cluster = {f"workerpool{p}": [f"cmle-training-workerpool{p}-ab12-{i}:2222"
+                                  for i in range(spec["replica_count"])]
+               for p, spec in enumerate(specs)}
+    seen = []
+    for pool, hosts in cluster.items():
+        for index in range(len(hosts)):
+            seen.append(distributed.detect({"CLUSTER_SPEC": json.dumps(
+                {"cluster": cluster, "environment": "cloud", "job": "{}",
+                 "task": {"type": pool, "index": index}})}))
+    assert [s.process_id for s in seen] == [0, 1, 2, 3]
+    assert {(s.coordinator_address, s.num_processes) for s in seen} == {
+        ("cmle-training-workerpool0-ab12-0:2222", 4)}
+
+
 def test_detect_tf_config_slurm_tpu_and_explicit():
     tf_config = {"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:1"], "ps": ["p:1"]},
                  "task": {"type": "worker", "index": 0}}

@@ -57,6 +57,29 @@ def test_tpu_request_in_the_compiled_json(tmp_path):
     assert "resources" not in executors["VideoExampleGen_executor"]["container"]
 
 
+def test_multi_host_trainers_compile_their_custom_job_settings(tmp_path):
+    """--trainer_replicas > 1: every trainer step carries the worker pools (its own step only
+    waits, so it asks for no accelerator); the evaluator keeps the accelerators."""
+    from components import resources
+    path = _compile(tmp_path, "--accelerator=NVIDIA_H100_80GB", "--accelerator_count=8",
+                    "--trainer_replicas=4", "--trainer_machine_type=a3-highgpu-8g",
+                    "--trainer_region=us-central1", "--image_tokenizer")
+    with open(path) as f:
+        spec = json.load(f)["pipelineSpec"]
+    tasks, executors = spec["root"]["dag"]["tasks"], spec["deploymentSpec"]["executors"]
+    expected = resources.TrainerPools(4, "a3-highgpu-8g", IMAGE, "", "us-central1",
+                                      "NVIDIA_H100_80GB", 8)
+    for task in ("ImageTokenizerTrainer", "TokenizerTrainer", "TransformerTrainer"):
+        given = tasks[task]["inputs"]["parameters"]["trainer_pools"]["runtimeValue"]["constant"]
+        assert resources.TrainerPools.from_json(given) == expected, task
+        assert "resources" not in executors[f"{task}_executor"]["container"], task
+    assert "trainer_pools" not in tasks["Evaluator"]["inputs"]["parameters"]
+    assert executors["Evaluator_executor"]["container"]["resources"]["accelerator"]["count"] == "8"
+    single = _compile(tmp_path / "one")
+    with open(single) as f:
+        assert "trainer_pools" not in f.read()
+
+
 def test_the_image_tokenizer_stage_compiles_as_a_task_the_video_trainer_waits_for(tmp_path):
     path = _compile(tmp_path, "--image_tokenizer", "--image_tokenizer_steps=7",
                     "--config.tokenizer.training.image_folder=gs://bucket/images",
@@ -137,6 +160,17 @@ def test_a_compiled_step_runs_in_the_tfx_container_entrypoint(tmp_path):
     (["--accelerator=H100", "--accelerator_count=8"], "--accelerator=H100: value should be one of"),
     (["--accelerator_count=2"], "--accelerator_count=2 needs --accelerator"),
     (["--memory_limit=lots"], "--memory_limit=lots: expected a size such as 64G"),
+    (["--trainer_replicas=4", "--trainer_region=us-central1"],
+     "--trainer_replicas=4 needs --trainer_machine_type"),
+    (["--trainer_replicas=4", "--trainer_machine_type=a3-highgpu-8g"],
+     "--trainer_replicas=4 needs --trainer_region"),
+    (["--trainer_replicas=2", "--trainer_machine_type=a3-highgpu-8g", "--trainer_region=r1"],
+     "--image=magvit:latest: --trainer_replicas=2 runs the trainers' CustomJob in this image, "
+     "so it must be one Vertex AI can pull"),
+    (["--trainer_machine_type=a3-highgpu-8g"], "--trainer_machine_type=a3-highgpu-8g sets up "
+                                               "the multi-host CustomJob of the trainers: it "
+                                               "needs --trainer_replicas > 1"),
+    (["--trainer_replicas=0"], "--trainer_replicas=0: must be >= 1"),
     (["--image_tokenizer", "--config.tokenizer.training.image_folder=/data/images"],
      "--config.tokenizer.training.image_folder=/data/images: a local path, but with "
      "--orchestrator=kubeflow"),

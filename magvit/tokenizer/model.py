@@ -9,7 +9,8 @@ nearest-neighbour repetition followed by a 3x3(x3) conv.
 
 `Conv` holds a standard [kt, kh, kw, in, out] kernel; on CPU a 3D convolution runs as one 2D
 convolution over the kt time-shifted copies of the input stacked along channels (XLA's CPU 3D
-convolution is ~8x slower than its 2D one); elsewhere it is lax's native N-D convolution.
+convolution is ~8x slower than its 2D one), with the kernel gradient as matmuls (`conv2d_cpu`);
+elsewhere it is lax's native N-D convolution.
 
 Precision and memory (magvit/precision.py): convolutions compute in `dtype` (float32 | bfloat16)
 on float32 parameters; GroupNorm, the quantizer and the decoder's output are float32. `remat`
@@ -25,6 +26,53 @@ import ml_collections
 from magvit.tokenizer import quantizers
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+# `conv2d_cpu` pays from this width on (measured at 64: kernel gradient 3x faster); narrower
+# layers (and the tiny setting) keep lax's gradient, which compiles faster
+MATMUL_GRAD_MIN_WIDTH = 64
+
+
+def _conv2d(x, kernel):
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_NHWC)
+
+
+@jax.custom_vjp
+def conv2d_cpu(x, kernel):
+    """'SAME' stride-1 2D convolution whose kernel gradient is kh matmuls (for CPU).
+
+    XLA's CPU convolution computes the kernel gradient (a convolution contracting over batch and
+    space) at about a quarter of its matmul rate; here kernel row i is one matmul of the input
+    rows shifted by i (padded width) with the output gradient placed at each of the kw column
+    offsets (3x faster for the bair_b layers; it also multiplies the zero columns of the padding,
+    (W + kw - 1) / W of the exact FLOPs). Forward and input gradient are lax's convolutions; the
+    kernel gradient equals lax's up to float summation order (tests/test_conv_grad.py)."""
+    return _conv2d(x, kernel)
+
+
+def _conv2d_cpu_fwd(x, kernel):
+    return _conv2d(x, kernel), (x, kernel)
+
+
+def _conv2d_cpu_bwd(residuals, dy):
+    x, kernel = residuals
+    kh, kw, c, out = kernel.shape
+    h = x.shape[1]
+    _, input_vjp = jax.vjp(lambda x_: _conv2d(x_, kernel), x)
+    ph, pw = (kh - 1) // 2, (kw - 1) // 2         # 'SAME' at stride 1: low pad (k - 1) // 2
+    padded = jnp.pad(x, ((0, 0), (ph, kh - 1 - ph), (pw, kw - 1 - pw), (0, 0)))
+    # dy placed at each horizontal tap offset j of the padded width, stacked along channels:
+    # the kernel row i is then one [C, N] x [N, kw * out] product with the rows i.. of `padded`
+    shifted = jnp.concatenate([jnp.pad(dy, ((0, 0), (0, 0), (j, kw - 1 - j), (0, 0)))
+                               for j in range(kw)], axis=-1).reshape(-1, kw * out)
+    rows = [jnp.dot(padded[:, i:i + h].reshape(-1, c).T, shifted).reshape(c, kw, out)
+            for i in range(kh)]
+    grad_kernel = jnp.transpose(jnp.asarray(rows), (0, 2, 1, 3))
+    return input_vjp(dy)[0], grad_kernel.astype(kernel.dtype)
+
+
+conv2d_cpu.defvjp(_conv2d_cpu_fwd, _conv2d_cpu_bwd)
+
+
 def convolve(x, kernel):
     """'SAME' stride-1 convolution of [B, (T,) H, W, C] with a [(kt,) kh, kw, C, out] kernel."""
     if kernel.ndim == 5 and kernel.shape[0] > 1 and jax.default_backend() == "cpu":
@@ -34,8 +82,8 @@ def convolve(x, kernel):
         x = jnp.pad(x, ((0, 0), (pad, kt - 1 - pad), (0, 0), (0, 0), (0, 0)))
         stacked = jnp.concatenate([x[:, i:i + t] for i in range(kt)], axis=-1)
         kernel2d = jnp.transpose(kernel, (1, 2, 0, 3, 4)).reshape(kh, kw, kt * c, out)
-        y = jax.lax.conv_general_dilated(stacked.reshape(b * t, h, w, kt * c), kernel2d, (1, 1),
-                                         "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        conv2d = conv2d_cpu if w >= MATMUL_GRAD_MIN_WIDTH else _conv2d
+        y = conv2d(stacked.reshape(b * t, h, w, kt * c), kernel2d)
         return y.reshape(b, t, h, w, out)
     spatial = "DHW"[-(kernel.ndim - 2):]
     dims = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
