@@ -51,6 +51,8 @@ def test_sample_frames_takes_distinct_frames_of_each_clip():
         sample_frames(jax.random.PRNGKey(0), clips, 9)
 
 
+@pytest.mark.slow   # ~110 s on 2 cores (compiling the 2D GAN step); the default suite keeps
+# test_inflated_discriminator_scores_a_static_clip_like_the_image and the tokenizer model's inflation tests
 def test_video_trainer_inflates_generator_ema_and_discriminator(tmp_path):
     data = write_demo_clips(str(tmp_path / "clips.tfrecord"), seed=0, videos_per_class=1)
     image_config = _image_config()
