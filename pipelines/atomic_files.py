@@ -18,11 +18,18 @@ def atomic_path(path: str):
     it is removed. So `path` is never half-written, and a retried attempt rewrites it whole."""
     tf.io.gfile.makedirs(os.path.dirname(path))
     temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-    try:
+    with removed_on_error(temporary):
         yield temporary
-    except BaseException:
-        if tf.io.gfile.exists(temporary):
-            tf.io.gfile.remove(temporary)
-        raise
     if tf.io.gfile.exists(temporary):
         tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+@contextlib.contextmanager
+def removed_on_error(path: str):
+    """Removes what was written at `path` when the block raises (then re-raises)."""
+    try:
+        yield
+    except BaseException:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+        raise

@@ -14,7 +14,7 @@ import tensorflow as tf
 from magvit import video_io
 from pipelines import clip_sampling, datasets
 from pipelines.datasets import common
-from pipelines.atomic_files import atomic_path
+from pipelines.atomic_files import atomic_path, removed_on_error
 from pipelines.prepare_layout import shard_path
 from tfrecords_schemas import clip as clip_schema
 
@@ -140,12 +140,8 @@ def shard_target(path: str):
         with atomic_path(path) as temporary:
             yield temporary
         return
-    try:
+    with removed_on_error(path):
         yield path
-    except BaseException:
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
-        raise
 
 
 class _RecordCount:
