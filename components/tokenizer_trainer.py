@@ -58,7 +58,7 @@ def video_tokenizer_config(config: ml_collections.ConfigDict) -> ml_collections.
 def checkpoint_id(workdir: str) -> str:
     """Id of the trained tokenizer's EMA parameters (a 2D one cannot load as a Tokenizer)."""
     if spatial_dims(checkpoints.load_config(workdir).tokenizer) == 2:
-        return train_utils.tree_hash(inflation._load_2d_state(workdir)[1])  # pylint: disable=protected-access
+        return train_utils.tree_hash(inflation.load_2d_state(workdir)[1])
     return Tokenizer.load(workdir).checkpoint_id
 
 

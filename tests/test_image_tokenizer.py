@@ -61,7 +61,7 @@ def test_video_trainer_inflates_generator_ema_and_discriminator(tmp_path):
     assert result["step"] == 2 and np.isfinite(result["eval_psnr"])
     with pytest.raises(ValueError, match="2D image tokenizer"):
         Tokenizer.load(image_dir)
-    params2d, ema2d, disc2d = inflation._load_2d_state(image_dir)
+    params2d, ema2d, disc2d = inflation.load_2d_state(image_dir)
     # after 2 steps the three sets differ: EMA lags the generator
     assert not np.allclose(params2d["encoder"]["conv_in"]["kernel"],
                            ema2d["encoder"]["conv_in"]["kernel"])
@@ -256,7 +256,7 @@ def test_the_2d_tokenizer_trains_on_an_image_folder_from_the_command_line(tmp_pa
     folder = image_data.ImageFolder.from_config(_folder_config(root, fraction=0.5).tokenizer.training)
     assert result["step"] == 2 and result["eval_num_clips"] == len(folder.eval_files) > 0
     assert np.isfinite(result["eval_psnr"]) and np.isfinite(result["eval_psnr_baseline"])
-    params2d, ema2d, _ = inflation._load_2d_state(workdir)
+    params2d, ema2d, _ = inflation.load_2d_state(workdir)
     assert params2d["encoder"]["conv_in"]["kernel"].shape == (3, 3, 3, 16)
     assert train_tokenizer.main(["--config=tiny_image", f"--workdir={workdir}"]) == 2
     assert "--data is required" in capsys.readouterr().err

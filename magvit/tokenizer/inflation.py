@@ -69,7 +69,7 @@ def load_2d_params(path: str):
         return flax.serialization.msgpack_restore(f.read())
 
 
-def _load_2d_state(workdir: str):
+def load_2d_state(workdir: str):
     """(params, ema_params, disc_params) of the latest checkpoint of a 2D tokenizer workdir."""
     from magvit import checkpoints, train_utils
     from magvit.tokenizer.train_step import Models
@@ -94,7 +94,7 @@ def init_from_2d(path: str, state, method: str = "central"):
     2D tokenizer at `path` (a work directory), or its generator and EMA from a msgpack file."""
     from magvit import checkpoints
     if tf.io.gfile.exists(checkpoints.checkpoint_dir(path)):
-        params, ema, disc = _load_2d_state(path)
+        params, ema, disc = load_2d_state(path)
         return state.replace(params=inflate_params(params, state.params, method),
                              ema_params=inflate_params(ema, state.ema_params, method),
                              disc_params=inflate_params(disc, state.disc_params, method))
