@@ -27,7 +27,7 @@ def test_paper_tokenizer_numbers(name, resolution, multipliers, disc):
     assert config.dataset.resolution == resolution and config.dataset.num_frames == 16
     assert tuple(model.channel_multipliers) == multipliers
     assert tuple(config.tokenizer.discriminator.channel_multipliers) == disc
-    assert model.filters == (64 if name.endswith("_b") else 128)
+    assert model.filters == (64 if name.endswith("_b") else 128) and model.patch_size == 1
     assert (model.embedding_dim, model.codebook_size, model.num_res_blocks) == (256, 1024, 2)
     # two temporal downsamplings (16 -> 4 frames), spatial down to 16x16
     assert sum(model.temporal_downsample) == 2

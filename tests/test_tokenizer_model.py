@@ -8,7 +8,7 @@ from magvit import train_utils
 from magvit.configs import get_config
 from magvit.tokenizer import discriminator, inflation, losses, quantizers
 from magvit.tokenizer.api import Tokenizer
-from magvit.tokenizer.model import VQModel, grid_shape
+from magvit.tokenizer.model import VQModel, depth_to_space, grid_shape, space_to_depth
 from magvit.tokenizer.train_step import Models, train_step
 
 
@@ -18,6 +18,7 @@ def micro_config():
     config.clip_shape = (4, 16, 16)
     m = config.model
     m.filters, m.channel_multipliers, m.temporal_downsample = 8, (1, 2), (True,)
+    m.patch_size = 1
     m.num_groups, m.embedding_dim, m.codebook_size = 4, 8, 16
     config.discriminator.filters, config.discriminator.channel_multipliers = 8, (2, 2)
     config.training.batch_size = 2
@@ -40,6 +41,34 @@ def test_paper_config_shapes(name, clip, grid):
                             jax.random.PRNGKey(0), video)[0]
     assert logits.shape == (1,)
     print(f"{name}: tokenizer {train_utils.param_count(params) / 1e6:.1f}M parameters")
+
+
+def test_patch_size_stem_shapes_and_round_trip():
+    """patch_size=2: the encoder sees 2x2 pixel patches as channels, the decoder gives pixels
+    back; the token grid counts the patch as one more 2x spatial factor."""
+    x = jnp.arange(2 * 3 * 4 * 6 * 3, dtype=jnp.float32).reshape(2, 3, 4, 6, 3)
+    patches = space_to_depth(x, 2)
+    assert patches.shape == (2, 3, 2, 3, 12)
+    # channel block (row r, column c) of patch (i, j) is pixel (2i + r, 2j + c)
+    np.testing.assert_array_equal(patches[0, 1, 1, 2, 3:6], x[0, 1, 2, 5])
+    np.testing.assert_array_equal(patches[0, 1, 1, 2, 6:9], x[0, 1, 3, 4])
+    np.testing.assert_array_equal(depth_to_space(patches, 2), x)
+    config = micro_config()
+    config.model.patch_size = 2
+    config.model.channel_multipliers = (1,)
+    config.model.temporal_downsample = ()
+    assert grid_shape(config.model, (4, 16, 16)) == (4, 8, 8)
+    model = VQModel(config.model)
+    video = jax.ShapeDtypeStruct((1, 4, 16, 16, 3), jnp.float32)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), video)["params"]
+    assert params["encoder"]["conv_in"]["kernel"].shape[-2] == 12
+    assert params["decoder"]["conv_out"]["kernel"].shape[-1] == 12
+    recon, ids, _ = jax.eval_shape(model.apply, {"params": params}, video)
+    assert recon.shape == (1, 4, 16, 16, 3) and ids.shape == (1, 4, 8, 8)
+    with pytest.raises(ValueError, match="side 15x16 is not divisible by "
+                                         "tokenizer.model.patch_size=2"):
+        jax.eval_shape(model.apply, {"params": params},
+                       jax.ShapeDtypeStruct((1, 4, 15, 16, 3), jnp.float32))
 
 
 def test_vector_quantizer_losses_and_straight_through():

@@ -61,15 +61,22 @@ def _tiny() -> ml_collections.ConfigDict:
 
     Its own values, set here (the shared section builders keep the official defaults):
     8x32x32 clips -> 4x8x8 tokens (time pooled once, so each token spans 2 frames, not 4: a moving
-    shape's path survives tokenization), 256 codes; frame prediction from the first half of the
+    shape's path survives tokenization), 256 codes, a 2x2-patch first layer; frame prediction from the first half of the
     clip (4 frames: the shape's speed and direction are visible, so its future is predictable).
     """
     config = _compose("tiny", "demo", "tiny", ("frame_prediction", "frame_interpolation",
                       "inpainting_c", "outpainting_c", "class_conditional"), 4, 4, num_frames=8)
     config.dataset.demo_videos_per_class = 10   # 9 train + 1 test video per class: 144 + 16 clips
     model = config.tokenizer.model
-    model.temporal_downsample = (True, False)
+    # The first level sees 2x2 pixel patches (space-to-depth) instead of a full-resolution level:
+    # 16 -> 32 -> 64 channels at 16x16 then 8x8, one downsampling (time pooled there). The step
+    # costs 0.44 s instead of 0.75 s (batch 4, 2 cores), so 450 steps fit where 300 did, and
+    # reach a higher PSNR (README, "Differences").
+    model.patch_size = 2
+    model.channel_multipliers = (2, 4)
+    model.temporal_downsample = (True,)
     model.codebook_size = 256
+    config.tokenizer.training.num_train_steps = 450
     # The VQ terms (entropy loss ~ -0.1 log K) would otherwise outweigh a reconstruction error of
     # ~0.01 on clips that are mostly background; this weight keeps reconstruction in charge.
     config.tokenizer.loss.reconstruction_weight = 10.0

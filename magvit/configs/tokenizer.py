@@ -27,6 +27,10 @@ def tokenizer_config(size: str, resolution: int, num_frames: int = 16) -> ml_col
             filters=_SIZES[size],
             channel_multipliers=multipliers,
             num_res_blocks=2 if not tiny else 1,
+            # Pixels per side of the square patch the encoder's first layer sees as one position
+            # (space-to-depth; the decoder ends with the inverse). 1 = official (full-resolution
+            # first level); 2 quarters the first level's cost (README, "Differences").
+            patch_size=1,
             # temporal downsampling at the first two downsampling stages only: 16 -> 4 frames
             temporal_downsample=tuple(i < 2 for i in range(len(multipliers) - 1)),
             num_groups=8 if tiny else 32,

@@ -27,9 +27,10 @@ from magvit.tokenizer import quantizers
 
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
-# `conv2d_cpu` pays from this width on (measured at 64: kernel gradient 3x faster); narrower
-# layers (and the tiny setting) keep lax's gradient, which compiles faster
-MATMUL_GRAD_MIN_WIDTH = 64
+# `conv2d_cpu` pays from this width on (bench/bench_train.py, 2 cores: bair_b tokenizer training
+# step 16.4 -> 14.7 s at 16 instead of 64, tiny 0.58 -> 0.48 s, compiling 1 s longer); layers
+# narrower than 16 keep lax's gradient
+MATMUL_GRAD_MIN_WIDTH = 16
 
 
 def _conv2d(x, kernel):
@@ -157,6 +158,29 @@ def downsample(x, spatial_dims: int, temporal: bool):
     return nn.avg_pool(x, window, strides=window)
 
 
+def space_to_depth(x, patch: int):
+    """[..., H, W, C] -> [..., H/p, W/p, p*p*C]: each p x p pixel patch stacked along channels."""
+    if patch == 1:
+        return x
+    *lead, h, w, c = x.shape
+    if h % patch or w % patch:
+        raise ValueError(f"tokenizer input of side {h}x{w} is not divisible by "
+                         f"tokenizer.model.patch_size={patch}")
+    x = x.reshape(*lead, h // patch, patch, w // patch, patch, c)
+    x = jnp.moveaxis(x, -4, -3)           # [..., H/p, W/p, p (rows), p (cols), C]
+    return x.reshape(*lead, h // patch, w // patch, patch * patch * c)
+
+
+def depth_to_space(x, patch: int):
+    """The inverse of `space_to_depth`."""
+    if patch == 1:
+        return x
+    *lead, h, w, c = x.shape
+    x = x.reshape(*lead, h, w, patch, patch, c // (patch * patch))
+    x = jnp.moveaxis(x, -3, -4)           # [..., H, p (rows), W, p (cols), C]
+    return x.reshape(*lead, h * patch, w * patch, c // (patch * patch))
+
+
 def upsample(x, spatial_dims: int, temporal: bool):
     for axis, factor in enumerate(_window(spatial_dims, temporal), start=1):
         if factor > 1:
@@ -174,11 +198,13 @@ class Encoder(nn.Module):
     spatial_dims: int = 3
     dtype: Any = jnp.float32
     remat: bool = False
+    patch_size: int = 1
 
     @nn.compact
     def __call__(self, x):
         """-> float32 latents."""
         d, dtype, block = self.spatial_dims, self.dtype, _res_block(self.remat)
+        x = space_to_depth(x, self.patch_size)
         x = Conv(self.filters, _kernel(d), use_bias=False, dtype=dtype, name="conv_in")(x)
         for level, multiplier in enumerate(self.channel_multipliers):
             for i in range(self.num_res_blocks):
@@ -203,6 +229,7 @@ class Decoder(nn.Module):
     spatial_dims: int = 3
     dtype: Any = jnp.float32
     remat: bool = False
+    patch_size: int = 1
 
     @nn.compact
     def __call__(self, z):
@@ -220,8 +247,9 @@ class Decoder(nn.Module):
                 x = upsample(x, d, bool(self.temporal_downsample[level - 1]))
                 x = Conv(filters, _kernel(d), dtype=dtype, name=f"up{level}_conv")(x)
         x = nn.swish(_norm(self.num_groups, "norm_out")(x))
-        return Conv(self.out_channels, _kernel(d), dtype=dtype, name="conv_out")(x).astype(
-            jnp.float32)
+        x = Conv(self.out_channels * self.patch_size ** 2, _kernel(d), dtype=dtype,
+                 name="conv_out")(x)
+        return depth_to_space(x.astype(jnp.float32), self.patch_size)
 
 
 class VQModel(nn.Module):
@@ -239,7 +267,8 @@ class VQModel(nn.Module):
         common = dict(filters=c.filters, channel_multipliers=tuple(c.channel_multipliers),
                       temporal_downsample=tuple(c.temporal_downsample),
                       num_res_blocks=c.num_res_blocks, num_groups=c.num_groups,
-                      spatial_dims=self.spatial_dims, dtype=self.dtype, remat=self.remat)
+                      spatial_dims=self.spatial_dims, dtype=self.dtype, remat=self.remat,
+                      patch_size=c.get("patch_size", 1))
         self.encoder = Encoder(latent_dim=quantizers.latent_dim(c), **common)
         self.quantizer = quantizers.build(c)
         self.decoder = Decoder(**common)
@@ -263,7 +292,8 @@ def downsampling_factors(config: ml_collections.ConfigDict) -> tuple[int, int, i
     """(time, height, width) factors from the clip to the token grid."""
     levels = len(config.channel_multipliers) - 1
     temporal = 2 ** sum(bool(t) for t in tuple(config.temporal_downsample)[:levels])
-    return temporal, 2 ** levels, 2 ** levels
+    spatial = 2 ** levels * config.get("patch_size", 1)
+    return temporal, spatial, spatial
 
 
 def grid_shape(config: ml_collections.ConfigDict, clip_shape) -> tuple[int, int, int]:
