@@ -61,8 +61,9 @@ def _tiny() -> ml_collections.ConfigDict:
 
     Its own values, set here (the shared section builders keep the official defaults):
     8x32x32 clips -> 4x8x8 tokens (time pooled once, so each token spans 2 frames, not 4: a moving
-    shape's path survives tokenization), 256 codes, a 2x2-patch first layer; frame prediction from the first half of the
-    clip (4 frames: the shape's speed and direction are visible, so its future is predictable).
+    shape's path survives tokenization), 256 codes, a 2x2-patch first layer; frame prediction
+    from the first half of the clip (4 frames: the shape's speed and direction are visible, so its
+    future is predictable).
     """
     config = _compose("tiny", "demo", "tiny", ("frame_prediction", "frame_interpolation",
                       "inpainting_c", "outpainting_c", "class_conditional"), 4, 4, num_frames=8)
@@ -70,7 +71,8 @@ def _tiny() -> ml_collections.ConfigDict:
     model = config.tokenizer.model
     # The first level sees 2x2 pixel patches (space-to-depth) instead of a full-resolution level:
     # 16 -> 32 -> 64 channels at 16x16 then 8x8, one downsampling (time pooled there). The step
-    # costs 0.44 s instead of 0.75 s (batch 4, 2 cores), so 450 steps fit where 300 did, and
+    # costs 0.44 s instead of 0.75 s (bench/bench_train.py --config=tiny --batch=4, 2 cores, with
+    # the matmul kernel gradient from 64 px), so 450 steps fit where 300 did, and
     # reach a higher PSNR (README, "Differences").
     model.patch_size = 2
     model.channel_multipliers = (2, 4)

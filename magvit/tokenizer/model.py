@@ -5,7 +5,9 @@ one (`spatial_dims=3`, inputs [B, T, H, W, C]); `magvit.tokenizer.inflation` tur
 parameters into the latter's. Structure (official configs): 3x3(x3) convs, GroupNorm and swish,
 `num_res_blocks` residual blocks per level, spatial downsampling by 2x average pooling between
 levels (time pooled too at the levels flagged by `temporal_downsample`), upsampling by
-nearest-neighbour repetition followed by a 3x3(x3) conv.
+nearest-neighbour repetition followed by a 3x3(x3) conv. `patch_size` p > 1 (not official; the
+`tiny` setting) folds p x p pixel patches into channels before the encoder's first conv and
+unfolds the decoder's last conv output, so no level runs at full resolution.
 
 `Conv` holds a standard [kt, kh, kw, in, out] kernel; on CPU a 3D convolution runs as one 2D
 convolution over the kt time-shifted copies of the input stacked along channels (XLA's CPU 3D
@@ -27,9 +29,8 @@ from magvit.tokenizer import quantizers
 
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
-# `conv2d_cpu` pays from this width on (bench/bench_train.py, 2 cores: bair_b tokenizer training
-# step 16.4 -> 14.7 s at 16 instead of 64, tiny 0.58 -> 0.48 s, compiling 1 s longer); layers
-# narrower than 16 keep lax's gradient
+# `conv2d_cpu` pays from this width on (bench/bench_train.py --config=bair_b, 2 cores: tokenizer
+# training step 16.4 -> 14.7 s at 16 instead of 64); layers narrower than 16 keep lax's gradient
 MATMUL_GRAD_MIN_WIDTH = 16
 
 
