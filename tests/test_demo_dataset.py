@@ -47,6 +47,14 @@ def test_classes_move_differently():
     assert np.ptp(sizes[0]) > 50, "pulse should grow and shrink"
 
 
+def test_each_class_has_its_own_colour_on_the_background():
+    for k, label in enumerate(demo.CLASSES):
+        for seed in range(3):
+            frames = demo.render(label, np.random.RandomState([seed, k]), 4, 32).reshape(-1, 3)
+            colours = {tuple(c) for c in np.unique(frames, axis=0)}
+            assert colours == {demo.BACKGROUND, demo.PALETTE[k]}, (label, seed, colours)
+
+
 def test_unknown_class_is_refused():
     with pytest.raises(ValueError, match="unknown demo class 'spin'"):
         demo.render("spin", np.random.RandomState(0), 2, 16)

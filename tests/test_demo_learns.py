@@ -25,8 +25,9 @@ def _blank_background_psnr(pattern: str) -> float:
 
 
 def test_tiny_tokenizer_learns_the_demo_in_a_short_run(tmp_path):
-    """Half of tiny's tokenizer steps on the demo data clear a lower PSNR bar, well above the
-    blank-background baseline (the full 450 steps reach 21.5 dB, see README)."""
+    """Half of tiny's tokenizer steps on the demo data clear a lower PSNR bar, above the
+    blank-background baseline (19.1 dB on these clips). 225 steps reached 20.7 dB here (2 cores,
+    seed 0), 150 steps only 19.0; the full 450 steps reach 23.6 dB (README)."""
     config = get_config("tiny")
     prepare.run_prepare(config.dataset, str(tmp_path / "data"))
     clips = str(tmp_path / "data" / "demo" / "{}" / "clips-*")
@@ -36,7 +37,7 @@ def test_tiny_tokenizer_learns_the_demo_in_a_short_run(tmp_path):
                                    clips.format("test"))
     baseline = _blank_background_psnr(clips.format("test"))
     assert result["step"] == 225
-    assert result["eval_psnr"] >= 18.0 and result["eval_psnr"] > baseline + 1.0, (result, baseline)
+    assert result["eval_psnr"] >= 20.0 and result["eval_psnr"] > baseline + 0.5, (result, baseline)
     assert result["eval_num_clips"] == 8
     # TensorBoard got the reconstructions as images, beside the scalars.
     from tensorboard.backend.event_processing import event_accumulator
@@ -47,14 +48,14 @@ def test_tiny_tokenizer_learns_the_demo_in_a_short_run(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 18 targets not reached yet: README command 1 on "
-                   "seed 0 gave tokenizer 21.45 dB (< 26), frame prediction 18.35 dB vs "
-                   "copy-last-frame 19.71 dB (FVD 1668 vs 1382); strict: passing fails until "
-                   "removed")
+@pytest.mark.xfail(strict=True, reason="issue 18 targets not all reached: README command 1 on "
+                   "seed 0 gave tokenizer 23.6 dB (< 26), frame prediction 20.1 dB vs "
+                   "copy-last-frame 19.6 dB (met), FVD 1315 vs 270 (not met), the shape nearer "
+                   "the truth in 44% of samples (< 50%); strict: passing fails until removed")
 def test_readme_command_1_learns(tmp_path, capsys):
     """README command 1 on a fixed seed: tokenizer PSNR >= 26 dB on the test split; frame
-    prediction's generated frames beat copying the last condition frame, on PSNR and on where
-    the moving shape is."""
+    prediction's generated frames beat copying the last condition frame, on PSNR, on FVD and on
+    where the moving shape is."""
     import sys
     sys.path.insert(0, BENCH)
     import demo_check  # pylint: disable=import-error,import-outside-toplevel
@@ -72,3 +73,6 @@ def test_readme_command_1_learns(tmp_path, capsys):
     assert figures["tokenizer_psnr"] >= 26.0, figures
     assert figures["frame_prediction_psnr"] > figures["copy_last_frame_psnr"], figures
     assert figures["motion_follows_truth"] >= 0.5, figures
+    numbers = records["Evaluator"].numbers
+    assert (numbers["evaluation/frame_prediction/fvd"]
+            < numbers["evaluation/frame_prediction/fvd_baseline"]), numbers

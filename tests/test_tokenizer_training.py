@@ -91,7 +91,7 @@ def test_training_improves_psnr_and_resume_is_exact(clips, tmp_path):
 
     # The loaded tokenizer: EMA parameters, configured shapes, and reconstructions as evaluated.
     assert full.grid_shape == (4, 8, 8) and full.clip_shape == (8, 32, 32)
-    assert full.codebook_size == 256
+    assert full.codebook_size == 1024
     video = next(iter(tf.data.TFRecordDataset(test_data).take(1)))
     from tfrecords_schemas.clip import parse_clip
     frames = parse_clip(video, shape=(8, 32, 32))["frames"].numpy()[None]

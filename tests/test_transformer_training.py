@@ -107,7 +107,7 @@ def test_frame_prediction_beats_an_untrained_model_and_keeps_the_condition(env):
     truth_tokens = flat[:, ~known]
     accuracy = np.mean(tokens[:, ~known] == truth_tokens)
     baseline_accuracy = np.mean(baseline_tokens[:, ~known] == truth_tokens)
-    # tiny has 256 codes (chance 0.4%): the trained model must be far above chance and the
+    # tiny has 1024 codes (chance 0.1%): the trained model must be far above chance and the
     # untrained model.
     assert accuracy > 0.05 and accuracy > 5 * baseline_accuracy, (accuracy, baseline_accuracy)
     # Pixels of frames 4..7 (decoded from the generated token frames) against the clip's

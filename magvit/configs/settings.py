@@ -61,13 +61,16 @@ def _tiny() -> ml_collections.ConfigDict:
 
     Its own values, set here (the shared section builders keep the official defaults):
     8x32x32 clips -> 4x8x8 tokens (time pooled once, so each token spans 2 frames, not 4: a moving
-    shape's path survives tokenization), 256 codes, a 2x2-patch first layer; frame prediction
-    from the first half of the clip (4 frames: the shape's speed and direction are visible, so its
-    future is predictable).
+    shape's path survives tokenization), 1024 codes, a 2x2-patch first layer; one task, frame
+    prediction from the first half of the clip (4 frames: the shape's speed and direction are
+    visible, so its future is predictable), scored on all 16 test clips. More tasks:
+    `--config.transformer.tasks=(...)`; at this size, five tasks in 900 steps left frame
+    prediction at the copy-the-last-frame baseline (19.6 dB against 19.6), one task beat it (20.1).
     """
-    config = _compose("tiny", "demo", "tiny", ("frame_prediction", "frame_interpolation",
-                      "inpainting_c", "outpainting_c", "class_conditional"), 4, 4, num_frames=8)
-    config.dataset.demo_videos_per_class = 10   # 9 train + 1 test video per class: 144 + 16 clips
+    config = _compose("tiny", "demo", "tiny", ("frame_prediction",), 4, 16, num_frames=8)
+    # 39 train + 1 test video per class: 624 + 16 clips. The videos cost little to make, and with
+    # 9 per class the tokenizer's test PSNR trailed its training PSNR by ~1 dB.
+    config.dataset.demo_videos_per_class = 40
     model = config.tokenizer.model
     # The first level sees 2x2 pixel patches (space-to-depth) instead of a full-resolution level:
     # 16 -> 32 -> 64 channels at 16x16 then 8x8, one downsampling (time pooled there). The step
@@ -77,16 +80,16 @@ def _tiny() -> ml_collections.ConfigDict:
     model.patch_size = 2
     model.channel_multipliers = (2, 4)
     model.temporal_downsample = (True,)
-    model.codebook_size = 256
+    model.codebook_size = 1024                    # the product's codebook size (256: -0.4 dB)
     config.tokenizer.training.num_train_steps = 450
     # The VQ terms (entropy loss ~ -0.1 log K) would otherwise outweigh a reconstruction error of
     # ~0.01 on clips that are mostly background; this weight keeps reconstruction in charge.
     config.tokenizer.loss.reconstruction_weight = 10.0
     transformer = config.transformer
-    transformer.model.dropout_rate = 0.0         # a few hundred steps on 144 clips: no dropout
+    transformer.model.dropout_rate = 0.0         # a few hundred steps: no dropout
     transformer.model.attention_dropout_rate = 0.0
+    transformer.training.num_train_steps = 900   # 300 steps: 18.4 dB, below copy-last (19.6)
     config.eval.repeats = 1
-    config.eval.batch_size = 4
     return config
 
 

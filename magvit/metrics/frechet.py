@@ -52,7 +52,8 @@ def frechet_distance(mu_1, sigma_1, mu_2, sigma_2) -> float:
     diff = mu_1 - mu_2
     distance = (diff @ diff + np.trace(sigma_1) + np.trace(sigma_2)
                 - 2.0 * trace_sqrt_product(sigma_1, sigma_2))
-    return float(distance)
+    # >= 0 exactly; float round-off on (near-)identical statistics can give -1e-9 ("-0.000")
+    return max(float(distance), 0.0)
 
 
 @dataclasses.dataclass

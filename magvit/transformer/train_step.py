@@ -43,7 +43,9 @@ def make_optimizer(optimizer_config, total_steps: int) -> optax.GradientTransfor
 
 def init_state(model, optimizer, rng, sequence_length: int) -> TrainState:
     init_rng, rng = jax.random.split(rng)
-    params = model.init(init_rng, jnp.zeros((1, sequence_length), jnp.int32))["params"]
+    # jitted: run eagerly, flax's init compiles each initialiser op on its own (~3 s for tiny)
+    params = jax.jit(lambda r: model.init(r, jnp.zeros((1, sequence_length), jnp.int32))[
+        "params"])(init_rng)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=optimizer.init(params), rng=rng)
 
