@@ -127,7 +127,12 @@ def make_dataset(pattern: str, parse_fn: Callable, batch_size: int, *, seed: int
         return out
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(per_process, drop_remainder=train)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # No autotuning thread: destroying an iterator whose autotuner had been running for minutes
+    # blocked for up to a minute inside the pipeline process (tf.data waits for that thread's
+    # current sleep, which grows to 60 s). AUTOTUNE above then means one call per CPU core.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(2).with_options(options)
 
 
 class ResumableIterator:

@@ -5,6 +5,7 @@
   a TPU slice (`make_mesh`, `replicate`, `shard_batch`).
 - The optax learning-rate schedule: linear warm-up then cosine decay (`learning_rate_schedule`).
 - EMA of parameters (`ema_update`), parameter counts and a stable parameter hash.
+- One-off programs such as parameter init compiled cheaply (`run_once`).
 - TensorBoard scalars through tf.summary (`MetricWriter`), a tqdm progress bar with steps/s and
   ETA (`progress_bar`).
 """
@@ -49,6 +50,21 @@ def shard_batch(batch, mesh: Mesh):
     sharding = batch_sharding(mesh)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
                         batch)
+
+
+def run_once(fn, *args):
+    """fn(*args) as one XLA program, for programs run once (parameter init).
+
+    Run eagerly, flax's init compiles each initialiser op on its own; jitted with the default
+    optimisation, XLA:CPU spends seconds optimising a program that runs in milliseconds (tiny's
+    tokenizer init: 10.8 s to compile, 1.5 s at backend optimisation level 0; values equal to
+    within float32 round-off). Other backends keep their default compile options.
+    """
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args)):
+        return jax.jit(fn)(*args)   # inside a transformation (e.g. jax.eval_shape): no compile
+    lowered = jax.jit(fn).lower(*args)
+    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+    return lowered.compile(compiler_options=options)(*args)
 
 
 def learning_rate_schedule(learning_rate: float, warmup_steps: int, total_steps: int,

@@ -36,6 +36,24 @@ def test_paper_sizes_build_with_the_official_shapes():
     assert 85e6 < total < 90e6          # BERT-base body + 1024-code vocabulary
 
 
+def test_init_state_equals_the_jitted_init_and_traces_abstractly():
+    # init_state compiles the init as a one-off program (train_utils.run_once: cheap XLA
+    # options on CPU); its parameters are the plain jitted init's, up to float32 round-off.
+    _, vocab, model = _setup()
+    length = vocab.prefix_length + N
+    state = init_state(model, make_optimizer(_setup()[0].optimizer, 10), jax.random.PRNGKey(4),
+                       length)
+    init_rng = jax.random.split(jax.random.PRNGKey(4))[0]
+    want = jax.jit(lambda r: model.init(r, jnp.zeros((1, length), jnp.int32))["params"])(init_rng)
+    for got, ref in zip(jax.tree.leaves(state.params), jax.tree.leaves(want)):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
+    assert not all(np.all(x == 0) for x in jax.tree.leaves(state.params))
+    shapes = jax.eval_shape(lambda r: init_state(model, make_optimizer(_setup()[0].optimizer, 10),
+                                                 r, length), jax.random.PRNGKey(4))
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), shapes.params) == \
+        jax.tree.map(lambda x: (x.shape, x.dtype), state.params)
+
+
 def test_output_head_is_tied_to_the_word_embeddings():
     _, vocab, model = _setup()
     tokens = jax.random.randint(jax.random.PRNGKey(0), (2, N + vocab.prefix_length), 0, vocab.size)

@@ -58,26 +58,22 @@ class Models:
         self.discriminator = discriminator_lib.build(config.discriminator)
         self.optimizer = make_optimizer(config)
 
-    @functools.cached_property
-    def _init_params(self):
-        """(generator rng, discriminator rng) -> (params, disc_params), as one compiled program:
-        run eagerly, flax's init compiles each initialiser op on its own (tiny, 2 cores: 37 s
-        eagerly under cProfile, 14.7 s jitted, most of it the one compile)."""
+    def init(self, rng) -> TrainState:
         shape = tuple(self.config.clip_shape)[-self.spatial_dims:]
         clip = jnp.zeros((1, *shape, 3), jnp.float32)
-        return jax.jit(lambda g_rng, d_rng: (self.generator.init(g_rng, clip)["params"],
-                                             self.discriminator.init(d_rng, clip)["params"]))
 
-    def init(self, rng) -> TrainState:
-        g_rng, d_rng, state_rng = jax.random.split(rng, 3)
-        params, disc_params = self._init_params(g_rng, d_rng)
-        return TrainState(
-            step=jnp.zeros((), jnp.int32), params=params,
-            ema_params=jax.tree.map(jnp.copy, params),  # its own buffers (the step donates)
-            opt_state=self.optimizer.init(params), disc_params=disc_params,
-            disc_opt_state=self.optimizer.init(disc_params),
-            lecam={"real": jnp.zeros((), jnp.float32), "fake": jnp.zeros((), jnp.float32)},
-            rng=state_rng)
+        def build(rng):
+            g_rng, d_rng, state_rng = jax.random.split(rng, 3)
+            params = self.generator.init(g_rng, clip)["params"]
+            disc_params = self.discriminator.init(d_rng, clip)["params"]
+            return TrainState(
+                step=jnp.zeros((), jnp.int32), params=params,
+                ema_params=params,   # an output of its own: its own buffers (the step donates)
+                opt_state=self.optimizer.init(params), disc_params=disc_params,
+                disc_opt_state=self.optimizer.init(disc_params),
+                lecam={"real": jnp.zeros((), jnp.float32), "fake": jnp.zeros((), jnp.float32)},
+                rng=state_rng)
+        return train_utils.run_once(build, rng)
 
     @functools.cached_property
     def perceptual_variables(self):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from magvit.train_utils import learning_rate_schedule
+from magvit.train_utils import learning_rate_schedule, run_once
 from magvit.transformer import masking
 
 
@@ -43,9 +43,8 @@ def make_optimizer(optimizer_config, total_steps: int) -> optax.GradientTransfor
 
 def init_state(model, optimizer, rng, sequence_length: int) -> TrainState:
     init_rng, rng = jax.random.split(rng)
-    # jitted: run eagerly, flax's init compiles each initialiser op on its own (~3 s for tiny)
-    params = jax.jit(lambda r: model.init(r, jnp.zeros((1, sequence_length), jnp.int32))[
-        "params"])(init_rng)
+    params = run_once(
+        lambda r: model.init(r, jnp.zeros((1, sequence_length), jnp.int32))["params"], init_rng)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=optimizer.init(params), rng=rng)
 
