@@ -130,7 +130,7 @@ def test_kubeflow_compile(tmp_path):
     evaluator_eval = json.loads(params["Evaluator"]["config"])["eval"]
     assert evaluator_eval["allow_random_i3d"] is False and evaluator_eval["i3d_weights"] == ""
     pre = params["Pretokenizer"]
-    assert int(pre["batch_size"]) == 4
+    assert int(pre["batch_size"]) == 1                 # tiny's tokenizer training batch
     assert json.loads(pre["conditions"]) == ["frame_prediction"]   # tiny's one task
     for stage in ("VideoExampleGen", "Pretokenizer", "Evaluator"):
         assert json.loads(params[stage]["beam_args"]) == [
