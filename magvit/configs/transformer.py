@@ -5,7 +5,7 @@ _SIZES = {
     #       layers hidden mlp  heads
     "B": (12, 768, 3072, 12),
     "L": (24, 1024, 4096, 16),
-    "tiny": (2, 64, 128, 2),
+    "tiny": (2, 128, 256, 4),   # demo: (2, 64, 128, 2) predicted 20.7 dB against 22.9
 }
 # The official task lists (shared/research/magvit_spec.md).
 BAIR_TASKS = ("frame_prediction", "frame_interpolation", "outpainting_h", "outpainting_v",
