@@ -43,6 +43,15 @@ def test_resumed_iterator_yields_the_same_batches(tmp_path):
         data.ResumableIterator("nowhere/*", parse, 3, flag="eval_data")
 
 
+def test_datasets_run_without_the_autotune_thread(tmp_path):
+    # Its optimiser thread blocked the iterator's destructor for up to a minute at the end of
+    # the pipeline's transformer stage (magvit/data.py).
+    _write_clips(str(tmp_path / "a.tfrecord"), 3)
+    ds = data.make_dataset(str(tmp_path / "*.tfrecord"), data.clip_parser((2, 8, 8)), 2)
+    assert ds.options().autotune.enabled is False
+    assert next(iter(ds))["frames"].shape == (2, 2, 8, 8, 3)
+
+
 def test_checkpointer_round_trip_and_config(tmp_path):
     mesh = train_utils.make_mesh()
     state = train_utils.replicate({"w": jnp.arange(6.0).reshape(2, 3), "step": jnp.int32(7),

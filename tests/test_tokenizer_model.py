@@ -182,6 +182,29 @@ def test_r1_and_lecam_by_hand():
         pytest.approx(2 * np.log(2))
 
 
+def test_models_init_is_the_jitted_init_with_its_own_ema_buffers():
+    # Models.init builds the whole train state as one program (train_utils.run_once: cheap XLA
+    # options on CPU): the generator and discriminator parameters of the plain jitted init, up
+    # to float32 round-off; EMA equal to the parameters but in buffers of its own (the train
+    # step donates the state); abstract under jax.eval_shape.
+    config = micro_config()
+    models = Models(config)
+    state = models.init(jax.random.PRNGKey(3))
+    g_rng, d_rng, _ = jax.random.split(jax.random.PRNGKey(3), 3)
+    clip = jnp.zeros((1, *config.clip_shape, 3), jnp.float32)
+    want = jax.jit(lambda g, d: (models.generator.init(g, clip)["params"],
+                                 models.discriminator.init(d, clip)["params"]))(g_rng, d_rng)
+    for got, ref in zip(jax.tree.leaves((state.params, state.disc_params)), jax.tree.leaves(want)):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
+    for p, e in zip(jax.tree.leaves(state.params), jax.tree.leaves(state.ema_params)):
+        np.testing.assert_array_equal(p, e)
+        assert p.unsafe_buffer_pointer() != e.unsafe_buffer_pointer()
+    assert int(state.step) == 0
+    shapes = jax.eval_shape(models.init, jax.random.PRNGKey(3))
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), shapes) == \
+        jax.tree.map(lambda x: (x.shape, x.dtype), state)
+
+
 def test_gan_train_step_updates_discriminator_and_lecam():
     config = micro_config()
     models = Models(config)

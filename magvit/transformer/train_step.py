@@ -42,11 +42,12 @@ def make_optimizer(optimizer_config, total_steps: int) -> optax.GradientTransfor
 
 
 def init_state(model, optimizer, rng, sequence_length: int) -> TrainState:
-    init_rng, rng = jax.random.split(rng)
-    params = run_once(
-        lambda r: model.init(r, jnp.zeros((1, sequence_length), jnp.int32))["params"], init_rng)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params), rng=rng)
+    def build(rng):
+        init_rng, rng = jax.random.split(rng)
+        params = model.init(init_rng, jnp.zeros((1, sequence_length), jnp.int32))["params"]
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          opt_state=optimizer.init(params), rng=rng)
+    return run_once(build, rng)   # one program, as the tokenizer's Models.init
 
 
 MASK_RATIO_SAMPLING = ("per_batch", "per_example")
