@@ -1,7 +1,8 @@
 """Does the demo visibly learn? Prints the figures of a finished `pipelines.run --dataset=demo` run.
 
     PYTHONPATH=. python bench/demo_check.py --tokenizer=DIR --transformer=DIR \
-        --clips='runs/demo/.../test/clips-*' [--samples=16] [--seed=0]
+        --clips='runs/demo/.../test/clips-*' [--train_clips='runs/demo/.../train/clips-*'] \
+        [--samples=16] [--seed=0] [--floor_draws=5]
 
 For the held-out clips (the demo's `test` split) it prints
   tokenizer PSNR    reconstruction PSNR (dB, mean over clips of the per-frame mean)
@@ -11,6 +12,12 @@ For the held-out clips (the demo's `test` split) it prints
                     the truth's shape than the copied last frame's is (centroid of the pixels
                     brighter than the background, per frame, averaged), i.e. "the dot moves the
                     way the truth does"
+  FVD               (real Kinetics-400 I3D, against the same held-out clips) of the samples, of
+                    the copy-last-frame baseline, of the tokenizer's reconstructions (no sample
+                    decoded by it is expected to score far below them), and, with
+                    --train_clips, the real-data floor: FVD of `--floor_draws` random sets of as
+                    many real clips of the train split (other videos of the same classes), the
+                    score of data that is real but not these clips at this sample count
 """
 import json
 
@@ -18,7 +25,7 @@ import numpy as np
 from absl import flags
 
 from magvit import cli, data
-from magvit.metrics import reconstruction
+from magvit.metrics import frechet, fvd, reconstruction
 from magvit.sample import Sampler
 from magvit.tokenizer.api import Tokenizer
 from magvit.transformer import tasks as task_lib
@@ -30,6 +37,10 @@ def _define_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("clips", None, "Held-out clip TFRecords (glob).", flag_values=fv)
     flags.DEFINE_integer("samples", 16, "Clips to sample from.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Sampling seed.", flag_values=fv)
+    flags.DEFINE_string("train_clips", None, "Train-split clip TFRecords (glob): with it, the "
+                        "real-data FVD floor.", flag_values=fv)
+    flags.DEFINE_integer("floor_draws", 5, "Random sets of train clips for the FVD floor.",
+                         lower_bound=1, flag_values=fv)
 
 
 PROGRAM = cli.Program("bench.demo_check", __doc__, _define_flags, config_default=None,
@@ -47,8 +58,31 @@ def _centroids(video: np.ndarray, threshold: int = 40) -> np.ndarray:
     return np.asarray(out, float)
 
 
+def fvd_figures(truth, videos: dict, train_pattern: str | None = None, draws: int = 5,
+                seed: int = 0) -> dict:
+    """FVD of each named set of uint8 videos against `truth`; with `train_pattern`, the real-data
+    floor: `draws` random sets of len(truth) clips of that split against `truth`."""
+    evaluator = fvd.FVD(batch_size=8)
+    real = frechet.RunningStats.from_activations(evaluator.features(truth))
+
+    def score(v):
+        return frechet.frechet_distance_from_stats(
+            real, frechet.RunningStats.from_activations(evaluator.features(v)))
+    out = {name: score(v) for name, v in videos.items()}
+    if train_pattern:
+        pool = np.concatenate([b["frames"] for b in data.ResumableIterator(
+            train_pattern, data.clip_parser(truth.shape[1:4]), 64, train=False,
+            flag="train_clips")])
+        rng = np.random.default_rng(seed)
+        floor = [score(pool[rng.choice(len(pool), len(truth), replace=False)])
+                 for _ in range(draws)]
+        out.update(real_floor_mean=float(np.mean(floor)), real_floor_min=float(np.min(floor)),
+                   real_floor_max=float(np.max(floor)), real_floor_draws=draws)
+    return out
+
+
 def check(tokenizer_dir: str, transformer_dir: str, pattern: str, count: int = 16,
-          seed: int = 0) -> dict:
+          seed: int = 0, train_pattern: str | None = None, floor_draws: int = 5) -> dict:
     tokenizer = Tokenizer.load(tokenizer_dir)
     clip_shape = tuple(int(s) for s in tokenizer.clip_shape)
     clips = data.ResumableIterator(pattern, data.clip_parser(clip_shape), count, seed=seed,
@@ -74,16 +108,26 @@ def check(tokenizer_dir: str, transformer_dir: str, pattern: str, count: int = 1
         "copy_last_frame_psnr": float(reconstruction.psnr(truth[:, future],
                                                           copied[:, future]).mean()),
         "motion_follows_truth": float(np.mean(nearer)),
+        "fvd": fvd_figures(truth, {"frame_prediction": generated, "copy_last_frame": copied,
+                                   "reconstruction": recon}, train_pattern, floor_draws, seed),
     }
 
 
 def _main(fv, _) -> None:
-    result = check(fv.tokenizer, fv.transformer, fv.clips, fv.samples, fv.seed)
+    result = check(fv.tokenizer, fv.transformer, fv.clips, fv.samples, fv.seed, fv.train_clips,
+                   fv.floor_draws)
     print(json.dumps(result, indent=2))
+    scores = result["fvd"]
     print(f"tokenizer PSNR {result['tokenizer_psnr']:.2f} dB | frame prediction, generated frames: "
           f"PSNR {result['frame_prediction_psnr']:.2f} dB vs copy-last-frame "
           f"{result['copy_last_frame_psnr']:.2f} dB | shape nearer the truth than the copy in "
           f"{100 * result['motion_follows_truth']:.0f}% of {result['num_clips']} samples")
+    floor = (f" | real train clips {scores['real_floor_mean']:.0f} (min "
+             f"{scores['real_floor_min']:.0f}, max {scores['real_floor_max']:.0f}, "
+             f"{scores['real_floor_draws']} sets)" if "real_floor_mean" in scores else "")
+    print(f"FVD: frame prediction {scores['frame_prediction']:.0f} | copy-last-frame "
+          f"{scores['copy_last_frame']:.0f} | tokenizer reconstructions "
+          f"{scores['reconstruction']:.0f}{floor}")
 
 
 if __name__ == "__main__":

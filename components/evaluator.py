@@ -11,7 +11,9 @@ records keep its `video_id@clip_start` so the job pairs them). Beside each such 
 trivial baseline, scored by the same job: the condition-padded video (`Task.condition_video`: the
 last condition frame repeated for frame prediction, the condition blend for interpolation, the
 known box's edges or zeros for out- / inpainting), so a reader sees whether the model beats doing
-nothing.
+nothing. The same job scores the tokenizer's own reconstructions of the split's first
+`eval.num_samples` clips (the paper's reconstruction FVD, beside each clip's mean frame held still):
+samples decoded by this tokenizer carry its errors too, so their FVD is rarely far below it.
 
 Layout of the ModelEvaluation artifact:
   metrics.json                     per task, the mean and worst FVD over tasks, the blessing
@@ -20,6 +22,10 @@ Layout of the ModelEvaluation artifact:
                                    dead_letter.jsonl beside it
   <task>/baseline/samples.tfrecord the condition-padded videos of the same clips, scored alike by
                                    set 0's job (its metrics.json `baseline`)
+  reconstruction/samples.tfrecord  the tokenizer's reconstructions, with run_evaluate's
+                                   metrics.json beside them (summed up in metrics.json's
+                                   `reconstruction`); baseline/samples.tfrecord: each clip's mean
+                                   frame held still
   gallery/<task>/                  the first `eval.gallery_samples` samples: sample_NN.mp4 / .gif and
                                    contact_sheet.png (condition | sample | truth)
   reference_stats.npz              the split's I3D statistics, computed once for all tasks (unless
@@ -43,6 +49,7 @@ from tfx.types import standard_artifacts
 from components import artifacts, config_param, progress
 from magvit import data, sample, train_utils
 from magvit.configs.evaluation import check_counts, real_split
+from magvit.metrics import reconstruction
 from magvit.metrics.fvd import RANDOM_WARNING
 from magvit.tokenizer.api import Tokenizer
 from magvit.transformer import tasks as task_lib
@@ -59,6 +66,8 @@ _TASK_FIELDS = ("num_real", "num_generated", "num_frames", "protocol", "protocol
                 "real_pattern", "lpips_status", "paired_scores")
 PROVENANCE = ("i3d_weights_name", "i3d_weights", "protocol")
 BASELINE = "baseline"
+RECONSTRUCTION = "reconstruction"
+RECONSTRUCTION_LINE = "tokenizer reconstructions"
 
 
 def condition_clips(pattern: str, clip_shape, count: int):
@@ -112,10 +121,15 @@ def generated_record(task: task_lib.Task, frames: np.ndarray, clip: dict, cycle:
     video_id = clip["video_id"].decode()
     if not (task.has_condition and cycle == 0):
         video_id = f"{task.name}/{cycle}/{video_id}"
+    return _record(frames, clip, video_id, f"generated/{task.name}")
+
+
+def _record(frames: np.ndarray, clip: dict, video_id: str, dataset: str) -> bytes:
+    """`frames` as a clip record with `clip`'s fps, label and start, under `video_id`."""
     return clip_schema.build_clip(clip_schema.Clip(
         frames=frames, fps=float(clip["fps"]), label=int(clip["label"]),
         label_name=clip["label_name"].decode(), video_id=video_id,
-        clip_start=int(clip["clip_start"]), dataset=f"generated/{task.name}")).SerializeToString(
+        clip_start=int(clip["clip_start"]), dataset=dataset)).SerializeToString(
         deterministic=True)
 
 
@@ -159,6 +173,44 @@ def _baseline_set(task, real_pattern: str, clip_shape, eval_config, out_dir: str
             padded = task.condition_video(clip["frames"][None])[0]
             writer.write(generated_record(task, padded, clip, cycle))
     return path
+
+
+def reconstruction_sets(tokenizer: Tokenizer, real_pattern: str, eval_config, out_dir: str
+                        ) -> tuple[str, str]:
+    """Writes the tokenizer's reconstructions (encode, decode) of the split's first
+    `eval.num_samples` clips, each clip once and keyed as that clip, to
+    `<out_dir>/samples.tfrecord`, and their trivial baseline, each clip's mean frame held still,
+    to `<out_dir>/baseline/samples.tfrecord`; returns both paths."""
+    paths = (os.path.join(out_dir, "samples.tfrecord"),
+             os.path.join(out_dir, BASELINE, "samples.tfrecord"))
+    tf.io.gfile.makedirs(os.path.dirname(paths[1]))
+    size = int(eval_config.batch_size)
+    clips = (clip for cycle, clip in condition_clips(real_pattern, tokenizer.clip_shape,
+                                                     int(eval_config.num_samples)) if cycle == 0)
+    with tf.io.TFRecordWriter(paths[0]) as recon_writer, \
+            tf.io.TFRecordWriter(paths[1]) as still_writer:
+        for batch in _in_batches(clips, size):
+            frames = np.stack([c["frames"] for c in batch])
+            padded = np.concatenate([frames, np.repeat(frames[-1:], size - len(batch), 0)])
+            recon = tokenizer.decode(tokenizer.encode(padded))[:len(batch)]  # one trace
+            still = reconstruction.mean_frame_baseline(frames)
+            for clip, r, m in zip(batch, recon, still):
+                key = clip["video_id"].decode()
+                recon_writer.write(_record(r, clip, key, RECONSTRUCTION))
+                still_writer.write(_record(m, clip, key, f"{RECONSTRUCTION}/{BASELINE}"))
+    return paths
+
+
+def _score_reconstructions(tokenizer, real_pattern, eval_config, out_dir, beam_args) -> dict:
+    """FVD, PSNR and SSIM of the tokenizer's reconstructions of the split's clips (the paper's
+    reconstruction FVD: what no sample decoded by this tokenizer can beat by much), beside each
+    clip's mean frame held still."""
+    recon, still = reconstruction_sets(tokenizer, real_pattern, eval_config, out_dir)
+    scored = run_evaluate(real_pattern, recon, eval_config, out_dir, beam_args=list(beam_args),
+                          baseline_pattern=still)
+    out = task_metrics([scored], [out_dir], scored.get("baseline"))
+    out["baseline"] = "each clip's mean frame held still"
+    return out
 
 
 def _write_gallery(gallery_dir: str, samples, task, truth, fps: float) -> None:
@@ -270,6 +322,9 @@ def evaluate(sampler: sample.Sampler, real_pattern: str, eval_config, out_dir: s
         per_task[task.name] = task_metrics(sets, set_dirs, baseline)
         _write_json(os.path.join(task_dir, METRICS_FILE), per_task[task.name])
     metrics = overall_metrics(per_task, float(eval_config.fvd_threshold))
+    metrics[RECONSTRUCTION] = _score_reconstructions(
+        sampler.tokenizer, real_pattern, eval_config, os.path.join(out_dir, RECONSTRUCTION),
+        beam_args)
     metrics.update(split_pattern=real_pattern, num_samples=int(eval_config.num_samples),
                    repeats=int(eval_config.repeats), transformer_step=sampler.step,
                    gallery=os.path.join(out_dir, GALLERY))
@@ -302,11 +357,12 @@ def Evaluator(clips: InputArtifact[standard_artifacts.Examples],
         "fvd": metrics["fvd"], "fvd_max": metrics["fvd_max"],
         **{task: {k: m[k] for k in ("fvd", "psnr", "ssim", "fvd_baseline", "psnr_baseline",
                                     "ssim_baseline")}
-           for task, m in metrics["tasks"].items()}})
+           for task, m in [*metrics["tasks"].items(), (RECONSTRUCTION, metrics[RECONSTRUCTION])]}})
     evaluation.set_string_custom_property("gallery", metrics["gallery"])
     evaluation.set_string_custom_property("i3d", provenance_line(metrics))
     evaluation.set_string_custom_property(
-        "tasks", "\n".join(task_line(t, m) for t, m in metrics["tasks"].items()))
+        "tasks", "\n".join([task_line(t, m) for t, m in metrics["tasks"].items()]
+                           + [task_line(RECONSTRUCTION_LINE, metrics[RECONSTRUCTION])]))
     if metrics["random_i3d"]:
         evaluation.set_string_custom_property("warning", metrics["warning"])
     blessing.set_int_custom_property("blessed", int(metrics["blessed"]))

@@ -79,14 +79,6 @@ def _image_iterator(tokenizer_config, folder, *, train: bool, seed: int, positio
                            position=position)
 
 
-def _baseline(frames: np.ndarray) -> np.ndarray:
-    """Each clip's mean frame held still; for one-frame clips (images) each image's mean
-    colour."""
-    axes = (1,) if frames.shape[1] > 1 else (1, 2, 3)
-    return np.broadcast_to(np.round(frames.mean(axis=axes, keepdims=True)).astype(np.uint8),
-                           frames.shape)
-
-
 def evaluate(tokenizer_config, params, pattern: str | None, max_batches: int = 0, seed: int = 0,
              examples: list | None = None, images: image_data.ImageFolder | None = None) -> dict:
     """Reconstruction metrics of `params` on the clips of `pattern` (one pass, or `max_batches`),
@@ -116,7 +108,7 @@ def evaluate(tokenizer_config, params, pattern: str | None, max_batches: int = 0
             examples.append((frames, recon))
         psnrs.append(reconstruction.psnr(frames, recon).mean(axis=1))
         ssims.append(reconstruction.ssim(frames, recon).mean(axis=1))
-        still = _baseline(frames)
+        still = reconstruction.mean_frame_baseline(frames)
         baseline_psnrs.append(reconstruction.psnr(frames, still).mean(axis=1))
         baseline_ssims.append(reconstruction.ssim(frames, still).mean(axis=1))
         ids_all.append(ids)

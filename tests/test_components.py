@@ -99,6 +99,34 @@ def test_evaluator_records_pair_only_first_samples_of_condition_clips(tmp_path):
         np.testing.assert_array_equal(parsed["frames"].numpy(), frames)
 
 
+def test_evaluator_reconstructions_are_the_tokenizers_keyed_as_their_clips(tmp_path):
+    """The reconstruction set scored beside the tasks: each clip of the split once (even when
+    eval.num_samples is larger), exactly Tokenizer.decode(encode(clip)) under the clip's own key,
+    and the baseline beside it each clip's mean frame held still."""
+    import numpy as np
+    import tensorflow as tf
+    from components import evaluator
+    from magvit.tokenizer.api import Tokenizer, save_random_tokenizer
+    from tfrecords_schemas import clip as clip_schema
+    pattern = _write_clips(tmp_path / "clips-0.tfrecord", [0, 1, 2])
+    config = get_config("tiny")
+    tokenizer = Tokenizer.load(save_random_tokenizer(str(tmp_path / "tok"), config))
+    config.eval.num_samples, config.eval.batch_size = 5, 2     # more samples than clips
+    recon_path, still_path = evaluator.reconstruction_sets(tokenizer, pattern, config.eval,
+                                                           str(tmp_path / "out"))
+    clips = [c for cycle, c in evaluator.condition_clips(pattern, (8, 32, 32), 3)]
+    truth = np.stack([c["frames"] for c in clips])
+    for path, expected in [(recon_path, tokenizer.decode(tokenizer.encode(truth))),
+                           (still_path, np.broadcast_to(np.round(truth.mean(
+                               axis=1, keepdims=True)).astype(np.uint8), truth.shape))]:
+        records = [clip_schema.parse_clip(r, shape=(8, 32, 32))
+                   for r in tf.data.TFRecordDataset(path)]
+        assert [r["video_id"].numpy().decode() for r in records] == ["video0", "video1",
+                                                                     "video2"]
+        assert [int(r["clip_start"]) for r in records] == [0, 8, 16]
+        np.testing.assert_array_equal(np.stack([r["frames"].numpy() for r in records]), expected)
+
+
 def test_evaluator_refuses_unlabelled_clips_for_class_conditional_and_too_few_samples(tmp_path):
     from components import evaluator
     from magvit.configs import get_config

@@ -82,6 +82,15 @@ def _check_evaluation(record, out, num_real):
                     f"dB)") in out
         assert sorted(tf.io.gfile.listdir(os.path.join(evaluation, "gallery", task))) == [
             "contact_sheet.png"] + [f"sample_0{i}.{e}" for i in range(4) for e in ("gif", "mp4")]
+    # The tokenizer's own reconstructions of the same clips, scored alike (reconstruction FVD).
+    recon = metrics["reconstruction"]
+    assert recon["num_generated"] == 4 and recon["num_pairs"] == 4 and recon["num_real"] == num_real
+    assert recon["paired_scores"].startswith("every pixel") and 0 < recon["psnr"] < 100
+    assert recon["fvd"] > 0 and recon["fvd_baseline"] > 0 and 0 < recon["psnr_baseline"] < 100
+    assert recon["i3d_weights"] == metrics["i3d_weights"]
+    assert record.numbers["evaluation/reconstruction/fvd"] == pytest.approx(recon["fvd"])
+    assert (f"tokenizer reconstructions: FVD {recon['fvd']:.4g} (baseline "
+            f"{recon['fvd_baseline']:.4g}), PSNR of generated content {recon['psnr']:.4g} dB") in out
     fvds = [metrics["tasks"][t]["fvd"] for t in TINY_TASKS]
     assert metrics["fvd_max"] == max(fvds)
     assert record.numbers["evaluation/fvd_max"] == pytest.approx(max(fvds))

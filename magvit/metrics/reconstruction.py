@@ -159,6 +159,15 @@ def generated_ssim(x, y, mask) -> np.ndarray:
     return per_frame[..., frames].mean(axis=-1)
 
 
+def mean_frame_baseline(frames) -> np.ndarray:
+    """The trivial baseline of a reconstruction: each clip's mean frame held still (uint8, the
+    shape of `frames` [B, T, H, W, 3]); for one-frame clips (images) each image's mean colour."""
+    frames = np.asarray(frames)
+    axes = (1,) if frames.shape[1] > 1 else (1, 2, 3)
+    return np.broadcast_to(np.round(frames.mean(axis=axes, keepdims=True)).astype(np.uint8),
+                           frames.shape)
+
+
 def codebook_usage(ids, codebook_size: int) -> dict[str, float]:
     """Fraction of the codebook used by `ids` and the perplexity of their code distribution."""
     ids = np.asarray(ids).reshape(-1)
