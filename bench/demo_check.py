@@ -63,11 +63,10 @@ def fvd_figures(truth, videos: dict, train_pattern: str | None = None, draws: in
     """FVD of each named set of uint8 videos against `truth`; with `train_pattern`, the real-data
     floor: `draws` random sets of len(truth) clips of that split against `truth`."""
     evaluator = fvd.FVD(batch_size=8)
-    real = frechet.RunningStats.from_activations(evaluator.features(truth))
+    real = evaluator.features(truth)     # once: I3D features are the cost, not the statistics
 
     def score(v):
-        return frechet.frechet_distance_from_stats(
-            real, frechet.RunningStats.from_activations(evaluator.features(v)))
+        return frechet.frechet_distance_from_activations(real, evaluator.features(v))
     out = {name: score(v) for name, v in videos.items()}
     if train_pattern:
         pool = np.concatenate([b["frames"] for b in data.ResumableIterator(

@@ -185,8 +185,10 @@ def reconstruction_sets(tokenizer: Tokenizer, real_pattern: str, eval_config, ou
              os.path.join(out_dir, BASELINE, "samples.tfrecord"))
     tf.io.gfile.makedirs(os.path.dirname(paths[1]))
     size = int(eval_config.batch_size)
-    clips = (clip for cycle, clip in condition_clips(real_pattern, tokenizer.clip_shape,
-                                                     int(eval_config.num_samples)) if cycle == 0)
+    # The first pass only: stop reading where condition_clips would start the split again.
+    clips = (clip for _, clip in itertools.takewhile(
+        lambda item: item[0] == 0,
+        condition_clips(real_pattern, tokenizer.clip_shape, int(eval_config.num_samples))))
     with tf.io.TFRecordWriter(paths[0]) as recon_writer, \
             tf.io.TFRecordWriter(paths[1]) as still_writer:
         for batch in _in_batches(clips, size):
