@@ -14,7 +14,7 @@ import os
 import jax
 import numpy as np
 
-from magvit import checkpoints, cli, train_utils
+from magvit import checkpoints, cli, train_utils, xla_cpu
 from magvit.train_transformer import TransformerSetup
 from magvit.transformer import conditions, tasks as task_lib
 
@@ -46,7 +46,7 @@ class Sampler:
         self.step = int(state.step)
         self.tokenizer = tokenizer
         self.conditions = conditions.ConditionTokens(tokenizer)
-        self._sample_tokens = jax.jit(self.setup.sample_tokens)
+        self._sample_tokens = xla_cpu.jit(self.setup.sample_tokens)
 
     @property
     def config(self):

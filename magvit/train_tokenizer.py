@@ -26,7 +26,8 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from magvit import checkpoints, cli, data, distributed, image_data, remote, train_utils
+from magvit import (checkpoints, cli, data, distributed, image_data, remote, train_utils,
+                    xla_cpu)
 from magvit.configs.flags import check_steps
 from magvit.metrics import reconstruction
 from magvit.tokenizer import inflation
@@ -45,7 +46,7 @@ def _compiled(tokenizer_json: str, device_ids: tuple[int, ...]):
     models = train_step_lib.Models(config)
     mesh = train_utils.make_mesh([d for d in jax.devices() if d.id in device_ids])
     steps = {gan: train_step_lib.jit_train_step(models, mesh, gan) for gan in (False, True)}
-    reconstruct = jax.jit(functools.partial(train_step_lib.reconstruct, models))
+    reconstruct = xla_cpu.jit(functools.partial(train_step_lib.reconstruct, models))
     return models, mesh, steps, reconstruct
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from magvit import checkpoints, precision, train_utils
+from magvit import checkpoints, precision, train_utils, xla_cpu
 from magvit.tokenizer import model as model_lib
 from magvit.tokenizer import quantizers
 from magvit.tokenizer.train_step import Models, to_unit
@@ -38,9 +38,9 @@ class Tokenizer:
         self.codebook_size = quantizers.codebook_size(config.model)
         self.checkpoint_id = checkpoint_id or train_utils.tree_hash(params)
         model = self._model
-        self._encode = jax.jit(lambda p, v: model.apply({"params": p}, to_unit(v),
-                                                        method=model_lib.VQModel.encode)[1])
-        self._decode = jax.jit(lambda p, ids: jnp.round(jnp.clip(model.apply(
+        self._encode = xla_cpu.jit(lambda p, v: model.apply(
+            {"params": p}, to_unit(v), method=model_lib.VQModel.encode)[1])
+        self._decode = xla_cpu.jit(lambda p, ids: jnp.round(jnp.clip(model.apply(
             {"params": p}, ids, method=model_lib.VQModel.decode_ids), 0, 1) * 255).astype(jnp.uint8))
 
     @classmethod

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from magvit import precision, train_utils
+from magvit import precision, train_utils, xla_cpu
 from magvit.tokenizer import discriminator as discriminator_lib
 from magvit.tokenizer import losses, perceptual
 from magvit.tokenizer.model import VQModel
@@ -219,7 +219,7 @@ def jit_train_step(models: Models, mesh, gan: bool):
     """The step (state, batch) -> (state, metrics) compiled for `mesh`: state replicated, batch
     split over the data axis; the frozen perceptual network, when on, replicated once."""
     replicated = train_utils.replicated(mesh)
-    step = jax.jit(functools.partial(train_step, models, gan=gan),
+    step = xla_cpu.jit(functools.partial(train_step, models, gan=gan),
                    out_shardings=(replicated, replicated), donate_argnums=0)
     if models.perceptual_variables is None:
         return step

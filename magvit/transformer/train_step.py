@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from magvit import xla_cpu
 from magvit.train_utils import learning_rate_schedule, run_once
 from magvit.transformer import masking
 
@@ -98,7 +99,7 @@ def make_train_step(model, optimizer, transformer_config, codebook_size: int, ma
                        mask_ratio=jnp.mean(ratio))
         return loss, metrics
 
-    @jax.jit
+    @xla_cpu.jit
     def train_step(state: TrainState, batch: dict):
         rng, step_rng = jax.random.split(state.rng)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch, step_rng)
