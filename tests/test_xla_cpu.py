@@ -3,9 +3,11 @@ same results as XLA's defaults up to float rounding, and a user's own XLA_FLAGS 
 import jax
 import numpy as np
 
-from magvit import xla_cpu
+from magvit import train_utils, xla_cpu
 from magvit.tokenizer.api import Tokenizer
-from magvit.tokenizer.train_step import Models
+from magvit.tokenizer.train_step import Models, jit_train_step
+from magvit.transformer.train_step import init_state, make_optimizer, make_train_step
+from tests.test_precision import _transformer
 from tests.test_tokenizer_model import micro_config
 
 YNN_KIND = '"kind":"__ynn_fusion"'   # how a compiled program marks a YNNPACK fusion
@@ -37,3 +39,21 @@ def test_tokenizer_programs_compile_without_ynn_fusions_and_agree_with_defaults(
     ours = xla_cpu.jit(features)(params, video)
     np.testing.assert_allclose(np.asarray(ours), np.asarray(defaults(params, video)),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_training_steps_compile_without_ynn_fusions():
+    """Both trainers' steps (the programs that take a run's time) are built by xla_cpu.jit."""
+    config = micro_config()
+    models = Models(config)
+    state = models.init(jax.random.PRNGKey(0))
+    video = np.random.RandomState(0).randint(0, 256, (1, 4, 16, 16, 3)).astype(np.uint8)
+    step = jit_train_step(models, train_utils.make_mesh(), gan=False)
+    assert YNN_KIND not in step.lower(state, {"frames": video}).compile().as_text()
+    tc, vocab, model = _transformer()
+    optimizer = make_optimizer(tc.optimizer, 100)
+    state = init_state(model, optimizer, jax.random.PRNGKey(0), 34)
+    batch = dict(tokens=np.zeros((2, 32), np.int32), cond_tokens=np.zeros((2, 32), np.int32),
+                 cond_mask=np.zeros((2, 32), bool), prefix=np.full((2, 2), vocab.size - 1, np.int32))
+    step = make_train_step(model, optimizer, tc, 64, vocab.mask_id)
+    assert YNN_KIND not in step.lower(state, batch).compile().as_text()
+    assert YNN_KIND in jax.jit(step.__wrapped__).lower(state, batch).compile().as_text()

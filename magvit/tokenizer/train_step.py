@@ -220,7 +220,7 @@ def jit_train_step(models: Models, mesh, gan: bool):
     split over the data axis; the frozen perceptual network, when on, replicated once."""
     replicated = train_utils.replicated(mesh)
     step = xla_cpu.jit(functools.partial(train_step, models, gan=gan),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
+                       out_shardings=(replicated, replicated), donate_argnums=0)
     if models.perceptual_variables is None:
         return step
     frozen = train_utils.replicate(models.perceptual_variables, mesh)
