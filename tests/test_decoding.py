@@ -151,14 +151,16 @@ def test_sampling_top_k_top_p_and_temperature():
 
 def test_classifier_free_guidance_combines_the_two_passes():
     class Model:
-        def apply(self, variables, inputs, segments, deterministic):
+        def apply(self, variables, inputs, segments, deterministic, logits_from, num_logits):
             # logits: 2 for a conditional prefix (class token 7), 1 for "no class" (8)
             value = jnp.where(inputs[:, :1] == 7, 2.0, 1.0)[..., None]
-            return jnp.broadcast_to(value, (*inputs.shape, K))
+            return jnp.broadcast_to(value, (inputs.shape[0], inputs.shape[1] - logits_from,
+                                           num_logits))
     prefix, uncond = jnp.array([[7]]), jnp.array([[8]])
     tokens = jnp.zeros((1, 4), jnp.int32)
     plain = decoding.model_logits_fn(Model(), None, prefix, K)(tokens, tokens, tokens)
     guided = decoding.model_logits_fn(Model(), None, prefix, K, uncond, 3.0)(tokens, tokens, tokens)
+    assert plain.shape == (1, 4, K)
     np.testing.assert_allclose(plain, 2.0)
     np.testing.assert_allclose(guided, 2.0 + 3.0 * (2.0 - 1.0))
 

@@ -2,13 +2,14 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from magvit.configs import get_config
 from magvit.transformer import tasks
-from magvit.transformer.model import build_model
+from magvit.transformer.model import add_bias, build_model
 from magvit.transformer.train_step import (init_state, make_optimizer, make_train_step,
-                                           mask_ratios)
+                                           mask_ratios, token_losses)
 
 K, N = 16, 32
 
@@ -67,6 +68,50 @@ def test_output_head_is_tied_to_the_word_embeddings():
     logits = model.apply({"params": params}, tokens)
     assert logits.shape == (2, N + vocab.prefix_length, vocab.size)
     np.testing.assert_allclose(logits[..., 5], 0.25, atol=1e-6)
+
+
+def test_head_computes_only_the_asked_logits_with_the_same_values_and_gradients():
+    # logits_from / num_logits give the slice of the full logits; the gradients of a loss on
+    # that slice (the head bias's one included) are the same through either path.
+    _, vocab, model = _setup()
+    tokens = jax.random.randint(jax.random.PRNGKey(0), (2, N + vocab.prefix_length), 0, vocab.size)
+    params = model.init(jax.random.PRNGKey(1), tokens)["params"]
+    params["head_bias"] = jax.random.normal(jax.random.PRNGKey(2), params["head_bias"].shape)
+    weights = jax.random.normal(jax.random.PRNGKey(3), (2, N, K))
+    start = vocab.prefix_length
+
+    def full(p):
+        return model.apply({"params": p}, tokens)[:, start:, :K]
+
+    def sliced(p):
+        return model.apply({"params": p}, tokens, logits_from=start, num_logits=K)
+    np.testing.assert_allclose(sliced(params), full(params), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(lambda p, f=f: jnp.sum(jnp.tanh(f(p)) * weights))(params)
+             for f in (full, sliced)]
+    assert float(jnp.abs(grads[0]["head_bias"][:K]).min()) > 0
+    for path, got in jax.tree_util.tree_leaves_with_path(grads[1]):
+        want = dict(jax.tree_util.tree_leaves_with_path(grads[0]))[path]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=str(path))
+    # The head's bias add (its own backward pass) has the gradients of a plain x + bias.
+    x, bias = jax.random.normal(jax.random.PRNGKey(4), (2, N, K)), params["head_bias"][:K]
+    for got, want in zip(jax.grad(lambda a, b: jnp.sum(jnp.tanh(add_bias(a, b)) * weights),
+                                  (0, 1))(x, bias),
+                         jax.grad(lambda a, b: jnp.sum(jnp.tanh(a + b) * weights), (0, 1))(x, bias)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_token_losses_equal_optax_smoothed_and_plain_cross_entropy_and_argmax():
+    logits = 3 * jax.random.normal(jax.random.PRNGKey(0), (4, 50, K))
+    targets = jax.random.randint(jax.random.PRNGKey(1), (4, 50), 0, K)
+    for smoothing in (0.0, 0.1):
+        smoothed, plain, correct = token_losses(logits, targets, smoothing)
+        labels = optax.smooth_labels(jax.nn.one_hot(targets, K), smoothing)
+        np.testing.assert_allclose(smoothed, optax.softmax_cross_entropy(logits, labels),
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            plain, optax.softmax_cross_entropy_with_integer_labels(logits, targets), rtol=1e-5)
+        np.testing.assert_array_equal(correct, jnp.argmax(logits, -1) == targets)
+    assert 0 < float(jnp.mean(correct)) < 1
 
 
 def test_attention_is_bidirectional_and_dropout_only_in_training():

@@ -104,8 +104,8 @@ def model_logits_fn(model, params, prefix, codebook_size: int, uncond_prefix=Non
     def run(pre, tokens, segments):
         inputs = jnp.concatenate([pre, tokens], axis=1)
         segment_ids = jnp.concatenate([jnp.zeros_like(pre), segments], axis=1)
-        logits = model.apply({"params": params}, inputs, segment_ids, deterministic=True)
-        return logits[:, pre.shape[1]:, :codebook_size]
+        return model.apply({"params": params}, inputs, segment_ids, deterministic=True,
+                           logits_from=pre.shape[1], num_logits=codebook_size)
 
     def logits_fn(tokens, segments, uncond_tokens=None):
         logits = run(prefix, tokens, segments)

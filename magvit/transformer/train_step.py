@@ -66,6 +66,18 @@ def mask_ratios(rng, batch: int, num_tokens: int, method: str = "cosine",
     return jnp.broadcast_to(ratio, (batch,))
 
 
+def token_losses(logits, targets, smoothing: float):
+    """float [..., K] logits, int [...] targets -> per token (label-smoothed cross-entropy, plain
+    cross-entropy, target is the top logit), all from one log-softmax and without a one-hot:
+    smoothing s gives the target 1 - s + s/K and every code s/K (optax.smooth_labels), so the
+    smoothed loss is -(1 - s) log p_target - s mean_k log p_k."""
+    logp = jax.nn.log_softmax(logits)
+    is_target = jnp.arange(logits.shape[-1]) == targets[..., None]
+    target = jnp.sum(jnp.where(is_target, logp, 0.0), axis=-1)
+    smoothed = -(1.0 - smoothing) * target - smoothing * jnp.mean(logp, axis=-1)
+    return smoothed, -target, target >= jnp.max(logp, axis=-1)
+
+
 def make_train_step(model, optimizer, transformer_config, codebook_size: int, mask_id: int):
     """Returns a jitted (state, batch) -> (state, metrics)."""
     weights = masking.loss_weights(transformer_config)
@@ -83,17 +95,14 @@ def make_train_step(model, optimizer, transformer_config, codebook_size: int, ma
         inputs = jnp.concatenate([prefix, commit["inputs"]], axis=1)
         segments = jnp.concatenate([jnp.zeros_like(prefix), commit["segment_ids"]], axis=1)
         logits = model.apply({"params": params}, inputs, segments, deterministic=False,
-                             rngs={"dropout": dropout_rng})
-        logits = logits[:, prefix.shape[1]:, :codebook_size]
-        one_hot = jax.nn.one_hot(commit["targets"], codebook_size)
-        ce = optax.softmax_cross_entropy(logits, optax.smooth_labels(one_hot, smoothing))
+                             rngs={"dropout": dropout_rng}, logits_from=prefix.shape[1],
+                             num_logits=codebook_size)
+        ce, plain, correct = token_losses(logits, commit["targets"], smoothing)
         w = commit["weights"]
         loss = jnp.mean(jnp.sum(ce * w, axis=-1) / (jnp.sum(w, axis=-1) + 1e-8))
         # The masked-token loss (plain cross-entropy at [MASK] inputs), comparable to log(K).
         at_mask = commit["masked"] & ~batch["cond_mask"]
-        plain = optax.softmax_cross_entropy_with_integer_labels(logits, commit["targets"])
         count = jnp.maximum(jnp.sum(at_mask), 1)
-        correct = jnp.argmax(logits, -1) == commit["targets"]
         metrics = dict(loss=loss, masked_loss=jnp.sum(plain * at_mask) / count,
                        masked_accuracy=jnp.sum(correct * at_mask) / count,
                        mask_ratio=jnp.mean(ratio))
