@@ -6,8 +6,9 @@
 Per part: step time (best of `iters` after a compiling warm-up), clips/s or tokens/s, model FLOPs
 per step (XLA's cost analysis of the compiled step), achieved FLOP/s, MFU against the device's
 peak (bench/peaks.py: the vendor's dense bf16 / tf32 figure on a GPU or TPU, the matmul rate
-measured in the same run on a CPU) and peak memory (the device's peak bytes in use where it reports
-them, else XLA's estimate of the compiled step: arguments + outputs + temporaries).
+measured in the same run on a CPU), peak memory (the device's peak bytes in use where it reports
+them, else XLA's estimate of the compiled step: arguments + outputs + temporaries), and the host's
+page faults and kernel CPU seconds per step.
 
 Parts: tokenizer encode / decode (inference), tokenizer training (generator step, GAN off unless
 --gan), transformer training (COMMIT step), 12-step MAGVIT decoding and the autoregressive (KV
@@ -16,7 +17,6 @@ autoregressive sampler is a loop (one jitted while loop); its FLOPs are those of
 plus N-1 single-token steps, each costed on its own. Weights are random: only speed is measured.
 """
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ from absl import app, flags
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])    # bench/peaks.py beside this script  # local-only
 import peaks  # noqa: E402
+from timing import time_calls  # noqa: E402
 
 from magvit import precision, xla_cpu  # noqa: E402
 from magvit.configs.flags import define_config_flag, normalize_argv  # noqa: E402
@@ -59,17 +60,6 @@ def compiled_bytes(compiled) -> int:
         return 0
     return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
                - m.alias_size_in_bytes)
-
-
-def best_time(call, iters: int) -> float:
-    """Best wall time of `call()` over `iters` runs, after one warm-up."""
-    jax.block_until_ready(call())
-    best = float("inf")
-    for _ in range(iters):
-        start = time.perf_counter()
-        jax.block_until_ready(call())
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def device_peak_bytes() -> int | None:
@@ -198,25 +188,27 @@ def main(argv):
     num_tokens, more = transformer_parts(config, FLAGS.batch)
     builders.update(more)
     header = (f"{'part':28s} {'step s':>9s} {'rate':>16s} {'GFLOP/step':>11s} {'TFLOP/s':>8s} "
-              f"{'matmul':>8s} {'MFU':>6s} {'mem GiB':>8s}")
+              f"{'matmul':>8s} {'MFU':>6s} {'mem GiB':>8s} {'faults':>8s} {'sys s':>6s}")
     print(header)
     times = {}
     for name in PARTS:
         if name not in FLAGS.parts:
             continue
         part = builders[name]()
-        seconds = best_time(part.call, FLAGS.iters)
-        times[name] = seconds
+        timing = time_calls(part.call, FLAGS.iters)
+        seconds = times[name] = timing.seconds
         achieved = part.flops / seconds
         part_peak = peak or peaks.measured_matmul_peak(dtype_of[name])
         device_bytes = device_peak_bytes()
         memory = device_bytes if device_bytes is not None else part.memory
         print(f"{part.name:28s} {seconds:9.4f} {part.items / seconds:10.1f} {part.unit:>5s} "
               f"{part.flops / 1e9:11.1f} {achieved / 1e12:8.3f} {part_peak / 1e12:8.3f} "
-              f"{achieved / part_peak:6.1%} {memory / 2 ** 30:8.2f}", flush=True)
+              f"{achieved / part_peak:6.1%} {memory / 2 ** 30:8.2f} {timing.page_faults:8.0f} "
+              f"{timing.system_seconds:6.2f}", flush=True)
     if "decode" in times and "autoregressive" in times:
         print(f"12-step decoding vs autoregressive ({num_tokens} tokens, batch {FLAGS.batch}): "
               f"{times['autoregressive'] / times['decode']:.1f}x faster per clip")
+    print("faults, sys s: host page faults and kernel CPU seconds per step (mean)")
     print("memory: " + ("the device's peak bytes in use so far" if device_peak_bytes() is not None
                         else "XLA's estimate per compiled step (arguments + outputs + temps)"))
     print("targets: CPU tokenizer / transformer training >= 60% of the measured matmul rate; GPU "
