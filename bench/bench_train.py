@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])    # bench/peaks.py beside this script  # local-only
+sys.path.insert(0, __file__.rsplit("/", 1)[0])    # bench/peaks.py, timing.py beside it  # local-only
 import peaks  # noqa: E402
 from timing import time_calls  # noqa: E402
 

@@ -5,10 +5,9 @@ bfloat16 compute, TF32 for float32 on NVIDIA GPUs (XLA's default float32 matmul 
 TPUs run float32 matmuls as bfloat16 passes, so both use the bfloat16 figure. CPU (or an unknown
 accelerator): the float32 / bfloat16 matmul rate measured in the same run.
 """
-import time
-
 import jax
 import jax.numpy as jnp
+from timing import time_calls   # bench/timing.py, beside this module
 
 from magvit import xla_cpu
 
@@ -54,11 +53,7 @@ def measured_matmul_peak(dtype, n: int = 2048, iters: int = 5) -> float:
     product = xla_cpu.compiler_options()
     for options in (None, product) if product else (None,):
         matmul = jax.jit(lambda x: x @ x, compiler_options=options)
-        jax.block_until_ready(matmul(a))
-        for _ in range(iters):
-            start = time.perf_counter()
-            jax.block_until_ready(matmul(a))
-            best = min(best, time.perf_counter() - start)
+        best = min(best, time_calls(lambda: matmul(a), iters).seconds)
     return 2 * n ** 3 / best
 
 

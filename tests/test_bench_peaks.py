@@ -1,9 +1,11 @@
 """bench/peaks.py: the MFU denominators looked up from jax's device_kind strings."""
 import importlib.util
 import os
+import sys
 
 import jax.numpy as jnp
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))   # peaks imports timing
 _spec = importlib.util.spec_from_file_location(
     "peaks", os.path.join(os.path.dirname(__file__), "..", "bench", "peaks.py"))
 peaks = importlib.util.module_from_spec(_spec)

@@ -11,9 +11,9 @@ _spec.loader.exec_module(timing)
 
 
 def test_best_time_is_the_fastest_timed_call_after_the_warm_up():
-    sleeps = iter([0.2, 0.06, 0.01, 0.04])       # the first (0.2 s) is the warm-up
+    sleeps = iter([0.01, 0.3, 0.02, 0.2])        # the first (0.01 s) is the warm-up
     result = timing.time_calls(lambda: time.sleep(next(sleeps)), iters=3)
-    assert 0.01 <= result.seconds < 0.035
+    assert 0.02 <= result.seconds < 0.15
 
 
 def test_page_faults_count_fresh_memory_touched_per_call():
