@@ -68,19 +68,45 @@ def test_demo_check_scores_fvd_of_each_set_and_of_real_train_clips(tmp_path):
     assert floor["real_floor_min"] > 1.0 and floor["real_floor_max"] >= floor["real_floor_min"]
 
 
+def test_demo_check_credits_a_shape_that_moves_or_grows_like_the_truth():
+    """bench/demo_check.py's per-sample comparison with copying the last condition frame: shape
+    overlap credits a disc that grows like the truth (the `pulse` class), which the centroid alone
+    cannot tell from the copy; a disc moving the right way, if too slowly, is nearer on both; one
+    frozen like the copy (a tie) or moving backwards is nearer on neither."""
+    import sys
+    sys.path.insert(0, BENCH)
+    import demo_check  # pylint: disable=import-error,import-outside-toplevel
+    yy, xx = np.mgrid[0:32, 0:32]
+
+    def discs(centres_x, radii):
+        inside = [(yy - 16) ** 2 + (xx - x) ** 2 <= r * r for x, r in zip(centres_x, radii)]
+        return np.where(np.asarray(inside)[..., None], demo.PALETTE[3],
+                        demo.BACKGROUND).astype(np.uint8)
+
+    grows, held = discs([16] * 4, [4, 6, 8, 10]), discs([16] * 4, [3] * 4)
+    assert demo_check.nearer_than_copy(grows, held, grows) == {"shape": True, "position": False}
+    truth, still = discs([8, 10, 12, 14], [4] * 4), discs([6] * 4, [4] * 4)
+    slow, backwards = discs([7, 8, 9, 10], [4] * 4), discs([4, 2, 0, -2], [4] * 4)
+    assert demo_check.nearer_than_copy(slow, still, truth) == {"shape": True, "position": True}
+    for wrong in (still, backwards):
+        assert demo_check.nearer_than_copy(wrong, still, truth) == {"shape": False,
+                                                                    "position": False}
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="issue 18 targets not all reached: README command 1 on "
                    "seed 0 gave tokenizer 26.8 dB (>= 26, met), frame prediction 22.2 dB vs "
-                   "copy-last-frame 19.6 dB (met), the shape nearer the truth in 44% of 16 "
-                   "samples (50% in the run before the CPU compile options), FVD 730 vs 270 (not "
+                   "copy-last-frame 19.6 dB (met), the shape overlapping the truth more than "
+                   "the copy in 50-56% of 16 samples over sampling seeds 0-3 (orbit 4/4, pulse "
+                   "2-3/4, slide 1/4, bounce 0-1/4: not most), FVD 730 vs 270 (not "
                    "met: the tokenizer's own reconstructions score 650; random sets of 16 real "
                    "train clips score 275 on average, 199-363; on 256 fresh clips the previous "
                    "run's samples scored 585, copying 182, its reconstructions 537); strict: "
                    "passing fails until removed")
 def test_readme_command_1_learns(tmp_path, capsys):
     """README command 1 on a fixed seed: tokenizer PSNR >= 26 dB on the test split; frame
-    prediction's generated frames beat copying the last condition frame, on PSNR, on FVD and on
-    where the moving shape is."""
+    prediction's generated frames beat copying the last condition frame, on PSNR, on FVD and, for
+    most samples, on where the shape is and how large (demo_check's shape overlap)."""
     import sys
     sys.path.insert(0, BENCH)
     import demo_check  # pylint: disable=import-error,import-outside-toplevel
@@ -98,7 +124,7 @@ def test_readme_command_1_learns(tmp_path, capsys):
     print(json.dumps(figures, indent=2))
     assert figures["tokenizer_psnr"] >= 26.0, figures
     assert figures["frame_prediction_psnr"] > figures["copy_last_frame_psnr"], figures
-    assert figures["motion_follows_truth"] >= 0.5, figures
+    assert figures["shape_follows_truth"] > 0.5, figures
     numbers = records["Evaluator"].numbers
     assert (numbers["evaluation/frame_prediction/fvd"]
             < numbers["evaluation/frame_prediction/fvd_baseline"]), numbers
