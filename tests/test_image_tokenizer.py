@@ -91,8 +91,9 @@ def test_inflated_discriminator_scores_a_static_clip_like_the_image():
     config = get_config("tiny").tokenizer
     disc = discriminator.build(config.discriminator)
     image = jax.random.uniform(jax.random.PRNGKey(0), (2, 32, 32, 3))
-    params2d = disc.init(jax.random.PRNGKey(1), image)["params"]
-    template = disc.init(jax.random.PRNGKey(2), jnp.zeros((1, 8, 32, 32, 3)))["params"]
+    params2d = jax.jit(disc.init)(jax.random.PRNGKey(1), image)["params"]   # one compile
+    template = jax.eval_shape(disc.init, jax.random.PRNGKey(2),
+                              jnp.zeros((1, 8, 32, 32, 3)))["params"]
     params3d = inflation.inflate_params(params2d, template, "central")
     # A one-frame clip: central taps see the frame, the others zero padding -> the 2D logits.
     clip = image[:, None]
