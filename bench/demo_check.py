@@ -11,7 +11,7 @@ For the held-out clips (the demo's `test` split) it prints
   shape             the share of samples whose shape, in the generated frames, overlaps the
                     truth's more than the copied last frame's does (intersection over union of the
                     pixels brighter than the truth's background, per frame, averaged), i.e. "the
-                    shape moves, grows and shrinks the way the truth does"; also per class label
+                    shape moves, grows and shrinks the way the truth does"; also per demo class
   position          the same share judged by the shape's centroid alone. It cannot credit the
                     `pulse` class, a disc growing and shrinking in place: there the copy's
                     centroid is already the truth's, so no sample can be nearer
@@ -32,6 +32,7 @@ from magvit.metrics import frechet, fvd, reconstruction
 from magvit.sample import Sampler
 from magvit.tokenizer.api import Tokenizer
 from magvit.transformer import tasks as task_lib
+from pipelines.datasets import demo
 
 
 def _define_flags(fv: flags.FlagValues) -> None:
@@ -135,7 +136,7 @@ def check(tokenizer_dir: str, transformer_dir: str, pattern: str, count: int = 1
         "copy_last_frame_psnr": float(reconstruction.psnr(truth[:, future],
                                                           copied[:, future]).mean()),
         "shape_follows_truth": float(shape.mean()),
-        "shape_follows_truth_by_class": {int(k): float(shape[labels == k].mean())
+        "shape_follows_truth_by_class": {demo.CLASSES[k]: float(shape[labels == k].mean())
                                          for k in np.unique(labels)},
         "position_follows_truth": float(np.mean([n["position"] for n in nearer])),
         "fvd": fvd_figures(truth, {"frame_prediction": generated, "copy_last_frame": copied,
@@ -153,6 +154,9 @@ def _main(fv, _) -> None:
           f"{result['copy_last_frame_psnr']:.2f} dB | of {result['num_clips']} samples, shape "
           f"nearer the truth than the copy in {100 * result['shape_follows_truth']:.0f}%, "
           f"position in {100 * result['position_follows_truth']:.0f}%")
+    by_class = result["shape_follows_truth_by_class"]
+    print("shape nearer the truth than the copy, per class: "
+          + ", ".join(f"{name} {100 * share:.0f}%" for name, share in by_class.items()))
     floor = (f" | real train clips {scores['real_floor_mean']:.0f} (min "
              f"{scores['real_floor_min']:.0f}, max {scores['real_floor_max']:.0f}, "
              f"{scores['real_floor_draws']} sets)" if "real_floor_mean" in scores else "")
