@@ -25,19 +25,20 @@ def _blank_background_psnr(pattern: str) -> float:
 
 
 def test_tiny_tokenizer_learns_the_demo_in_a_short_run(tmp_path):
-    """Half of tiny's tokenizer steps on the demo data clear a lower PSNR bar, above the
-    blank-background baseline (19.1 dB on these clips). 750 steps reached 24.1 dB on the 16 test
-    clips here (2 cores, seed 0); the full 1500 steps reach 27.1 dB (README command 1)."""
+    """A quarter of tiny's tokenizer steps on the demo data clear a lower PSNR bar, above the
+    blank-background baseline (19.1 dB on these clips). 400 steps reached 22.2 dB on the 16 test
+    clips here (2 cores, seed 0; 750 steps 24.1 dB); the full 1500 steps reach 26.8 dB (README
+    command 1)."""
     config = get_config("tiny")
     prepare.run_prepare(config.dataset, str(tmp_path / "data"))
     clips = str(tmp_path / "data" / "demo" / "{}" / "clips-*")
-    config.tokenizer.training.num_train_steps = 750
+    config.tokenizer.training.num_train_steps = 400
     config.tokenizer.training.checkpoint_every_steps = 1000
     result = train_tokenizer.train(config, clips.format("train"), str(tmp_path / "tok"),
                                    clips.format("test"))
     baseline = _blank_background_psnr(clips.format("test"))
-    assert result["step"] == 750
-    assert result["eval_psnr"] >= 22.0 and result["eval_psnr"] > baseline + 0.5, (result, baseline)
+    assert result["step"] == 400
+    assert result["eval_psnr"] >= 21.0 and result["eval_psnr"] > baseline + 0.5, (result, baseline)
     assert result["eval_num_clips"] == 16
     # TensorBoard got the reconstructions as images, beside the scalars.
     from tensorboard.backend.event_processing import event_accumulator

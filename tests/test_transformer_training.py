@@ -20,7 +20,7 @@ from pipelines.datasets import demo
 from tfrecords_schemas import tokens as token_schema
 
 TASKS = ("frame_prediction", "class_conditional")
-STEPS = 300
+STEPS = 150
 
 
 def _config(steps=STEPS):
