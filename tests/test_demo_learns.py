@@ -80,7 +80,8 @@ def test_demo_check_credits_a_shape_that_moves_or_grows_like_the_truth():
     yy, xx = np.mgrid[0:32, 0:32]
 
     def discs(centres_x, radii):
-        inside = [(yy - 16) ** 2 + (xx - x) ** 2 <= r * r for x, r in zip(centres_x, radii)]
+        # pylint: disable-next=protected-access
+        inside = [demo._disc(yy, xx, 16, x, r) for x, r in zip(centres_x, radii)]
         return np.where(np.asarray(inside)[..., None], demo.PALETTE[3],
                         demo.BACKGROUND).astype(np.uint8)
 
