@@ -14,7 +14,9 @@ Parts: tokenizer encode / decode (inference), tokenizer training (generator step
 --gan), transformer training (COMMIT step), 12-step MAGVIT decoding and the autoregressive (KV
 cache) baseline over the same 4x16x16 = 1024 token grid at the same model size and batch. The
 autoregressive sampler is a loop (one jitted while loop); its FLOPs are those of its prefix pass
-plus N-1 single-token steps, each costed on its own. Weights are random: only speed is measured.
+plus N-1 single-token steps, each costed on its own. MAGVIT decoding is a loop too (XLA's cost
+analysis counts a loop body once): its FLOPs are its step count times one full pass. Weights are
+random: only speed is measured.
 """
 import sys
 
@@ -136,6 +138,13 @@ def transformer_parts(config, batch: int):
                                mask_id=vocab.mask_id, num_steps=tc.decoding.num_steps,
                                choice_temperature=tc.decoding.choice_temperature)
 
+    def decode_flops():
+        """`num_steps` full passes over the grid, as the decoding loop runs them."""
+        fn = lambda p, t: decoding.model_logits_fn(  # noqa: E731
+            bidirectional, p, prefix, vocab.codebook_size)(t, jnp.zeros_like(t))
+        one = xla_cpu.jit(fn).lower(params, jnp.zeros((batch, n), jnp.int32)).compile()
+        return int(tc.decoding.num_steps) * compiled_flops(one)
+
     def ar(p, key):
         return autoregressive.sample(causal, p, prefix, key, num_tokens=n,
                                      codebook_size=vocab.codebook_size)
@@ -154,7 +163,7 @@ def transformer_parts(config, batch: int):
         "transformer_train": lambda: Part("transformer train", step, (state, train_batch),
                                           batch * n, "tokens/s", donate_state=True),
         "decode": lambda: Part(f"MAGVIT {tc.decoding.num_steps}-step decode", magvit,
-                               (params, key), batch, "clips/s"),
+                               (params, key), batch, "clips/s", flops=decode_flops()),
         "autoregressive": lambda: Part(f"autoregressive {n}-step", ar, (params, key), batch,
                                        "clips/s", flops=ar_flops()),
     }

@@ -52,7 +52,8 @@ def test_loss_modes_from_config():
 class _RankedLogits:
     """A stub model: at position i the logits are [a_i, 0, ..., 0] with a_i = 1 + rank_i / N and
     rank_i = 37 i mod N (a permutation), so with top_k=1 every draw is token 0 and its confidence
-    log p = a_i - log(e^a_i + K - 1) orders the positions by rank. Records every call's input."""
+    log p = a_i - log(e^a_i + K - 1) orders the positions by rank. Records every call's input
+    through a debug callback, since decoding traces its loop body once and runs it step by step."""
 
     def __init__(self, batch, n):
         self.rank = (37 * np.arange(n)) % n
@@ -62,8 +63,11 @@ class _RankedLogits:
         self.calls = []
 
     def __call__(self, tokens, segments, uncond_tokens=None):
-        self.calls.append((np.asarray(tokens), np.asarray(segments), np.asarray(uncond_tokens)))
+        jax.debug.callback(self._record, tokens, segments, uncond_tokens, ordered=True)
         return self.logits
+
+    def _record(self, *inputs):
+        self.calls.append(tuple(np.asarray(x) for x in inputs))
 
 
 # floor(1024 * cos(pi/2 * s/12)) in float32 (as the official code computes it: s=8 gives 511,
