@@ -60,14 +60,19 @@ class _RankedLogits:
         logits = np.zeros((batch, n, K), np.float32)
         logits[:, :, 0] = 1.0 + self.rank / n
         self.logits = jnp.asarray(logits)
-        self.calls = []
+        self._calls = []
 
     def __call__(self, tokens, segments, uncond_tokens=None):
         jax.debug.callback(self._record, tokens, segments, uncond_tokens, ordered=True)
         return self.logits
 
     def _record(self, *inputs):
-        self.calls.append(tuple(np.asarray(x) for x in inputs))
+        self._calls.append(tuple(np.asarray(x) for x in inputs))
+
+    @property
+    def calls(self):
+        jax.effects_barrier()   # every step's callback has run
+        return self._calls
 
 
 # floor(1024 * cos(pi/2 * s/12)) in float32 (as the official code computes it: s=8 gives 511,
