@@ -7,8 +7,9 @@ Per part: step time (best of `iters` after a compiling warm-up), clips/s or toke
 per step (XLA's cost analysis of the compiled step), achieved FLOP/s, MFU against the device's
 peak (bench/peaks.py: the vendor's dense bf16 / tf32 figure on a GPU or TPU, the matmul rate
 measured in the same run on a CPU), peak memory (the device's peak bytes in use where it reports
-them, else XLA's estimate of the compiled step: arguments + outputs + temporaries), and the host's
-page faults and kernel CPU seconds per step.
+them, else XLA's estimate of the compiled step: arguments + outputs + temporaries), the host's
+page faults and kernel CPU seconds per step, and the seconds to trace + lower and to compile the
+part's program. Training steps compile as the trainers compile them (xla_cpu.compile_step).
 
 Parts: tokenizer encode / decode (inference), tokenizer training (generator step, GAN off unless
 --gan), transformer training (COMMIT step), 12-step MAGVIT decoding and the autoregressive (KV
@@ -19,6 +20,7 @@ analysis counts a loop body once): its FLOPs are its step count times one full p
 random: only speed is measured.
 """
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -75,9 +77,16 @@ class Part:
     def __init__(self, name, fn, args, items: float, unit: str, flops: float | None = None,
                  donate_state: bool = False):
         self.name, self.items, self.unit = name, items, unit
-        # compiled as the product compiles its steps (a step the product jits already, as is)
+        # compiled as the product compiles its programs (a program the product jits already, as
+        # is); a training step as its trainer compiles it (xla_cpu.compile_step)
         jitted = fn if hasattr(fn, "lower") else xla_cpu.jit(fn)
-        self.compiled = jitted.lower(*args).compile()
+        start = time.perf_counter()
+        lowered = jitted.lower(*args)
+        self.trace_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        self.compiled, self.split = (xla_cpu.compile_step(lowered) if donate_state
+                                     else (lowered.compile(), False))
+        self.compile_seconds = time.perf_counter() - start
         self.flops = compiled_flops(self.compiled) if flops is None else flops
         self.memory = compiled_bytes(self.compiled)
         self.args = list(args)
@@ -197,7 +206,8 @@ def main(argv):
     num_tokens, more = transformer_parts(config, FLAGS.batch)
     builders.update(more)
     header = (f"{'part':28s} {'step s':>9s} {'rate':>16s} {'GFLOP/step':>11s} {'TFLOP/s':>8s} "
-              f"{'matmul':>8s} {'MFU':>6s} {'mem GiB':>8s} {'faults':>8s} {'sys s':>6s}")
+              f"{'matmul':>8s} {'MFU':>6s} {'mem GiB':>8s} {'faults':>8s} {'sys s':>6s} "
+              f"{'trace s':>8s} {'compile s':>9s}")
     print(header)
     times = {}
     for name in PARTS:
@@ -210,14 +220,19 @@ def main(argv):
         part_peak = peak or peaks.measured_matmul_peak(dtype_of[name])
         device_bytes = device_peak_bytes()
         memory = device_bytes if device_bytes is not None else part.memory
-        print(f"{part.name:28s} {seconds:9.4f} {part.items / seconds:10.1f} {part.unit:>5s} "
+        name = part.name + (" *" if part.split else "")
+        print(f"{name:28s} {seconds:9.4f} {part.items / seconds:10.1f} {part.unit:>5s} "
               f"{part.flops / 1e9:11.1f} {achieved / 1e12:8.3f} {part_peak / 1e12:8.3f} "
               f"{achieved / part_peak:6.1%} {memory / 2 ** 30:8.2f} {timing.page_faults:8.0f} "
-              f"{timing.system_seconds:6.2f}", flush=True)
+              f"{timing.system_seconds:6.2f} {part.trace_seconds:8.2f} "
+              f"{part.compile_seconds:9.2f}", flush=True)
     if "decode" in times and "autoregressive" in times:
         print(f"12-step decoding vs autoregressive ({num_tokens} tokens, batch {FLAGS.batch}): "
               f"{times['autoregressive'] / times['decode']:.1f}x faster per clip")
-    print("faults, sys s: host page faults and kernel CPU seconds per step (mean)")
+    print("faults, sys s: host page faults and kernel CPU seconds per step (mean); trace s, "
+          "compile s: jit(...).lower(...) and .compile() of the part's program, once")
+    print(f"*: a training step compiled with its temporaries split into heaps of "
+          f"{xla_cpu.HEAP_BYTES >> 20} MiB (magvit/xla_cpu.py, compile_step)")
     print("memory: " + ("the device's peak bytes in use so far" if device_peak_bytes() is not None
                         else "XLA's estimate per compiled step (arguments + outputs + temps)"))
     print("targets: CPU tokenizer / transformer training >= 60% of the measured matmul rate; GPU "

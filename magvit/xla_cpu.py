@@ -1,4 +1,4 @@
-"""`jit`: jax.jit with the compiler options this project compiles its programs with on a CPU.
+"""`jit` and `jit_step`: jax.jit with the compiler options this project's programs use on a CPU.
 
 On a CPU, jaxlib 0.10's XLA hands dots and the ops around them to YNNPACK ("library fusions").
 For these models XLA's own kernels (Eigen dots and XLA's loop fusions) run faster, most of all
@@ -12,17 +12,41 @@ YNNPACK fusions -> without, both compiled in one process):
 So on a CPU backend `jit` compiles with `xla_cpu_experimental_ynn_fusion_type=""` (no YNNPACK
 fusion), unless XLA_FLAGS names that option itself: the user's setting then wins. On other
 backends it is plain jax.jit. Results differ from YNNPACK's only by float summation order.
+
+`jit_step` is `jit` for a training step, a program called thousands of times. XLA on a CPU
+mallocs a program's temporaries as one block when the program starts and frees it when it ends.
+glibc maps a block over 32 MiB afresh each time, so every step faults its pages in again (the
+tiny transformer step at batch 8: 106 MiB, 28,000 page faults and 0.07 s of kernel time a step).
+A step whose temporaries exceed 32 MiB is compiled a second time with them split into heaps of
+at most HEAP_BYTES (`xla_multiheap_size_constraint_per_heap`), which glibc serves from its
+arenas, and the split build is kept when it needs at most 10% more temporary memory. For that
+tiny step (107 MiB split), 200 steps in a loop: 86-119 ms a step and 3,000-12,500 faults,
+against 115-144 ms and 28,000 (bench/bench_train.py's `faults` column shows the build in use).
+Large models keep the single block: split, bair_b's tokenizer and transformer steps would grow
+their 2.7 and 2.3 GiB of temporaries to 6.9 and 7.5 GiB, because a buffer larger than a heap
+gets a heap of its own (with 29 MiB heaps: 4.8 and 5.6 GiB, and the steps slowed from 10.4 /
+8.6 s to 16.2 / 15.4 s). README, Benchmarks, has the GLIBC_TUNABLES setting for them.
+Splitting changes where buffers live, not what is computed.
 """
 import os
+import warnings
 
 import jax
 
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+HEAP_OPTION = "xla_multiheap_size_constraint_per_heap"
+MMAP_MAX_BYTES = 32 << 20   # glibc's largest mmap threshold (64-bit): larger blocks are mapped
+HEAP_BYTES = 12 << 20
+MAX_HEAP_GROWTH = 1.1      # the split build's temporaries, at most, relative to the single block
+
+
+def _named_in_xla_flags(option: str) -> bool:
+    return option in os.environ.get("XLA_FLAGS", "")
 
 
 def compiler_options() -> dict | None:
     """The options `jit` passes to XLA on this process's default backend (None: XLA's own)."""
-    if jax.default_backend() != "cpu" or YNN_OPTION in os.environ.get("XLA_FLAGS", ""):
+    if jax.default_backend() != "cpu" or _named_in_xla_flags(YNN_OPTION):
         return None
     return {YNN_OPTION: ""}
 
@@ -30,3 +54,57 @@ def compiler_options() -> dict | None:
 def jit(fn, **kwargs):
     """jax.jit(fn, **kwargs) compiled with `compiler_options()`."""
     return jax.jit(fn, compiler_options=compiler_options(), **kwargs)
+
+
+def compile_step(lowered: jax.stages.Lowered) -> tuple[jax.stages.Compiled, bool]:
+    """Compiles a lowered training step; True beside it when its temporaries are split into heaps
+    of HEAP_BYTES: on a CPU, when they exceed MMAP_MAX_BYTES and that costs at most 10% more."""
+    compiled = lowered.compile()
+    if (jax.default_backend() != "cpu" or _named_in_xla_flags(HEAP_OPTION)
+            or _temp_bytes(compiled) <= MMAP_MAX_BYTES):
+        return compiled, False
+    with warnings.catch_warnings():
+        # XLA cannot serialize a program with several temporary blocks, so JAX's persistent
+        # compilation cache (when a user turns it on) skips this build, and says so each time.
+        warnings.filterwarnings("ignore", "Error writing persistent compilation cache entry")
+        split = lowered.compile({HEAP_OPTION: HEAP_BYTES})
+    if _temp_bytes(split) <= MAX_HEAP_GROWTH * _temp_bytes(compiled):
+        return split, True
+    return compiled, False
+
+
+def _temp_bytes(compiled) -> int:
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+def jit_step(fn, **kwargs) -> "StepProgram":
+    """`jit(fn, **kwargs)` for a training step: each input signature compiled by `compile_step`."""
+    return StepProgram(fn, **kwargs)
+
+
+class StepProgram:
+    """A jitted training step. `.lower(*args)` is the jitted function's; `.compile(*args)` gives
+    (and keeps) the program that calls with such arguments run, and whether it splits its
+    temporaries (`compile_step`)."""
+
+    def __init__(self, fn, **kwargs):
+        self.__wrapped__ = fn
+        self._jitted = jit(fn, **kwargs)
+        self._programs = {}
+
+    def lower(self, *args):
+        return self._jitted.lower(*args)
+
+    def compile(self, *args) -> tuple[jax.stages.Compiled, bool]:
+        key = _signature(args)
+        if key not in self._programs:
+            self._programs[key] = compile_step(self._jitted.lower(*args))
+        return self._programs[key]
+
+    def __call__(self, *args):
+        return self.compile(*args)[0](*args)
+
+
+def _signature(args) -> tuple:
+    leaves, tree = jax.tree.flatten(args)
+    return tree, tuple((jax.typeof(x), getattr(x, "sharding", None)) for x in leaves)

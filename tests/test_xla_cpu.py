@@ -1,11 +1,18 @@
 """magvit/xla_cpu.py: on a CPU the product's programs compile without YNNPACK fusions, give the
-same results as XLA's defaults up to float rounding, and a user's own XLA_FLAGS setting wins."""
+same results as XLA's defaults up to float rounding, and a user's own XLA_FLAGS setting wins;
+a training step with temporaries over glibc's mmap threshold splits them into heaps when that
+costs little memory, and computes exactly the same."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from magvit import train_utils, xla_cpu
+from magvit.configs import get_config
 from magvit.tokenizer.api import Tokenizer
+from magvit.tokenizer.model import grid_shape
 from magvit.tokenizer.train_step import Models, jit_train_step
+from magvit.transformer import tasks
+from magvit.transformer.model import build_model
 from magvit.transformer.train_step import init_state, make_optimizer, make_train_step
 from tests.test_precision import _transformer
 from tests.test_tokenizer_model import micro_config
@@ -57,3 +64,74 @@ def test_training_steps_compile_without_ynn_fusions():
     step = make_train_step(model, optimizer, tc, 64, vocab.mask_id)
     assert YNN_KIND not in step.lower(state, batch).compile().as_text()
     assert YNN_KIND in jax.jit(step.__wrapped__).lower(state, batch).compile().as_text()
+
+
+def _tiny_transformer_step(batch_size: int = 8):
+    """The demo's transformer step (config `tiny`) at its batch: 106 MiB of temporaries."""
+    config = get_config("tiny")
+    tc = config.transformer
+    grid = grid_shape(config.tokenizer.model, tuple(config.tokenizer.clip_shape))
+    n = int(np.prod(grid))
+    vocab = tasks.Vocabulary(config.tokenizer.model.codebook_size, config.dataset.num_classes,
+                             tuple(tc.tasks))
+    model = build_model(tc, vocab.size, vocab.prefix_length + n)
+    optimizer = make_optimizer(tc.optimizer, 100)
+    state = init_state(model, optimizer, jax.random.PRNGKey(0), vocab.prefix_length + n)
+    rng = np.random.default_rng(0)
+    batch = dict(tokens=rng.integers(0, vocab.codebook_size, (batch_size, n)).astype(np.int32),
+                 cond_tokens=np.zeros((batch_size, n), np.int32),
+                 cond_mask=np.zeros((batch_size, n), bool),
+                 prefix=np.asarray(vocab.prefix(tasks.task_from_config(tc.tasks[0], tc),
+                                                np.zeros(batch_size, int))))
+    return make_train_step(model, optimizer, tc, vocab.codebook_size, vocab.mask_id), state, batch
+
+
+def test_step_with_temporaries_over_the_mmap_threshold_splits_them_and_computes_the_same(
+        monkeypatch):
+    step, state, batch = _tiny_transformer_step()
+    lowered = step.lower(state, batch)
+    single = lowered.compile()
+    assert single.memory_analysis().temp_size_in_bytes > xla_cpu.MMAP_MAX_BYTES
+    split, is_split = xla_cpu.compile_step(lowered)
+    assert is_split
+    assert (split.memory_analysis().temp_size_in_bytes
+            <= xla_cpu.MAX_HEAP_GROWTH * single.memory_analysis().temp_size_in_bytes)
+    # The trainer's calls run the split program, which computes exactly what the single block does.
+    assert step.compile(state, batch)[1]
+    ours, theirs = step(state, batch), single(state, batch)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # A user's XLA_FLAGS naming the option wins.
+    monkeypatch.setenv("XLA_FLAGS", f"--{xla_cpu.HEAP_OPTION}=-1")
+    assert not xla_cpu.compile_step(lowered)[1]
+
+
+def test_step_keeps_one_block_when_splitting_would_grow_its_temporaries():
+    """Two 64 MiB products, one after the other, share one block; heaps of HEAP_BYTES cannot
+    hold a buffer larger than a heap, so split, each product would have its own."""
+    def two_products(a, b):
+        first = jnp.max(a @ b, axis=0)
+        return first + jnp.max((a + first[:64]) @ b, axis=0)
+    args = (np.ones((4096, 64), np.float32), np.ones((64, 4096), np.float32))
+    lowered = xla_cpu.jit(two_products).lower(*args)
+    single = lowered.compile().memory_analysis().temp_size_in_bytes
+    assert single > xla_cpu.MMAP_MAX_BYTES
+    assert (lowered.compile({xla_cpu.HEAP_OPTION: xla_cpu.HEAP_BYTES}).memory_analysis()
+            .temp_size_in_bytes > xla_cpu.MAX_HEAP_GROWTH * single)
+    compiled, is_split = xla_cpu.compile_step(lowered)
+    assert not is_split
+    assert compiled.memory_analysis().temp_size_in_bytes == single
+
+
+def test_small_steps_compile_once_per_input_signature(monkeypatch):
+    """A step under the threshold compiles once (no second build), and again for new shapes."""
+    compiles = []
+    original = jax.stages.Lowered.compile
+    monkeypatch.setattr(jax.stages.Lowered, "compile",
+                        lambda self, *a, **k: compiles.append(a) or original(self, *a, **k))
+    step = xla_cpu.jit_step(lambda x: x * 2)
+    np.testing.assert_array_equal(step(np.arange(3)), [0, 2, 4])
+    np.testing.assert_array_equal(step(np.arange(3) + 1), [2, 4, 6])
+    assert len(compiles) == 1
+    np.testing.assert_array_equal(step(np.arange(4)), [0, 2, 4, 6])
+    assert len(compiles) == 2

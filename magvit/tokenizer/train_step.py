@@ -219,8 +219,8 @@ def jit_train_step(models: Models, mesh, gan: bool):
     """The step (state, batch) -> (state, metrics) compiled for `mesh`: state replicated, batch
     split over the data axis; the frozen perceptual network, when on, replicated once."""
     replicated = train_utils.replicated(mesh)
-    step = xla_cpu.jit(functools.partial(train_step, models, gan=gan),
-                       out_shardings=(replicated, replicated), donate_argnums=0)
+    step = xla_cpu.jit_step(functools.partial(train_step, models, gan=gan),
+                            out_shardings=(replicated, replicated), donate_argnums=0)
     if models.perceptual_variables is None:
         return step
     frozen = train_utils.replicate(models.perceptual_variables, mesh)

@@ -108,7 +108,7 @@ def make_train_step(model, optimizer, transformer_config, codebook_size: int, ma
                        mask_ratio=jnp.mean(ratio))
         return loss, metrics
 
-    @xla_cpu.jit
+    @xla_cpu.jit_step
     def train_step(state: TrainState, batch: dict):
         rng, step_rng = jax.random.split(state.rng)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch, step_rng)
