@@ -2,12 +2,14 @@
 bfloat16 agrees with float32 within a stated tolerance with float32 parameters and optimiser state;
 remat gives the same loss and gradients; jax.nn.dot_product_attention gives the einsum logits, and
 the KV-cache path (autoregressive baseline) the full-sequence causal logits."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from magvit import precision
+from magvit import precision, xla_cpu
 from magvit.configs import get_config
 from magvit.tokenizer.train_step import Models, to_unit, train_step
 from magvit.transformer import autoregressive, tasks
@@ -158,6 +160,22 @@ def test_dot_product_attention_equals_the_einsum_path():
     np.testing.assert_allclose(attend_with_dropout(q, k, v, None, True, lambda w: w),
                                _einsum_attention(q, k, v, causal), rtol=1e-5, atol=1e-6)
     assert not np.allclose(attend(q, k, v), attend(q, k, v, causal=True))
+
+
+def test_attention_with_dropout_trains_without_transposing_the_weights():
+    """On a CPU, the gradient program of training attention copies no [L, L] array into
+    transposed order (with [B, L, H, D] operands XLA made three such copies per layer)."""
+    length, heads = 65, 4
+    q = jnp.ones((1, length, heads, 16))
+    bits = jax.random.bits(jax.random.PRNGKey(0), (1, heads, length, length), jnp.uint16)
+
+    def loss(q, k, v):
+        drop = lambda w: jnp.where(bits < 58982, w / 0.9, 0.0)  # noqa: E731
+        return jnp.sum(attend_with_dropout(q, k, v, None, False, drop) ** 2)
+    program = xla_cpu.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(q, q, q).compile().as_text()
+    square = rf"\[1,{heads},{length},{length}\]\{{[0-9,]+\}}"
+    assert re.search(rf"= f32{square} fusion\(", program)          # the weights are there
+    assert not re.search(rf"= f32{square} transpose\(", program)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
