@@ -1,7 +1,11 @@
-"""Cost of the tokenizer's perceptual loss on this machine: ResNet-50 logits of real and
-reconstructed frames at 224x224 with the gradient into the reconstruction, per clip, in frames/s
-and achieved FLOP/s (XLA's cost analysis). Timing only: the network has random weights (shapes of
-the Keras ImageNet file), so the loss values mean nothing.
+"""Cost of the two perceptual networks on this machine, in frames/s and achieved FLOP/s (XLA's
+cost analysis):
+  * the tokenizer's perceptual loss: ResNet-50 logits of real and reconstructed frames at 224x224
+    with the gradient into the reconstruction, for `--clips` clips;
+  * the evaluator's LPIPS (VGG16) distance of `--lpips_batch` frame pairs at the clip size.
+Each is compiled as the project compiles it (`magvit.xla_cpu.jit`) and, on a CPU, also with XLA's
+own defaults (YNNPACK fusions), timed in the same run; the last column is default / ours.
+Timing only: the networks have random weights, so the values mean nothing.
 
     PYTHONPATH=. python bench/bench_perceptual.py [--clips=1] [--frames=16] [--size=64] [--iters=2]
 """
@@ -9,10 +13,10 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from magvit.metrics import resnet50
+from magvit import xla_cpu
+from magvit.metrics import lpips, resnet50
 from magvit.tokenizer import perceptual
 
 
@@ -33,37 +37,61 @@ def random_variables(seed: int = 0) -> dict:
     return variables
 
 
+def time_program(jitted, args, iters: int) -> tuple[float, float, float]:
+    """(compile s, seconds per call, FLOPs per call) of `jitted` on `args`."""
+    start = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    jax.block_until_ready(compiled(*args))
+    start = time.perf_counter()
+    for _ in range(iters):
+        out = compiled(*args)
+    jax.block_until_ready(out)
+    return compile_s, (time.perf_counter() - start) / iters, float(cost.get("flops", 0.0))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", type=int, default=1)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=64, help="clip height = width")
     parser.add_argument("--resolution", type=int, default=resnet50.IMAGE_SIZE)
+    parser.add_argument("--lpips_batch", type=int, default=16, help="LPIPS frame pairs per call "
+                        "(the evaluator's default batch)")
     parser.add_argument("--iters", type=int, default=2)
     args = parser.parse_args()
-    variables = jax.device_put(random_variables())
     shape = (args.clips, args.frames, args.size, args.size, 3)
     real = jax.random.uniform(jax.random.PRNGKey(0), shape)
     fake = jax.random.uniform(jax.random.PRNGKey(1), shape)
-    loss_and_grad = jax.jit(jax.value_and_grad(
-        lambda v, r, f: perceptual.perceptual_loss(v, r, f, args.resolution), argnums=2))
-    start = time.perf_counter()
-    compiled = loss_and_grad.lower(variables, real, fake).compile()
-    compile_s = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    jax.block_until_ready(compiled(variables, real, fake))
-    start = time.perf_counter()
-    for _ in range(args.iters):
-        out = compiled(variables, real, fake)
-    jax.block_until_ready(out)
-    seconds = (time.perf_counter() - start) / args.iters
-    frames = args.clips * args.frames
+    pairs = (args.lpips_batch, args.size, args.size, 3)
+    image_x = jax.random.uniform(jax.random.PRNGKey(2), pairs, minval=-1.0)
+    image_y = jax.random.uniform(jax.random.PRNGKey(3), pairs, minval=-1.0)
+    programs = [
+        (f"perceptual loss + grad, {args.clips} clip(s) of {args.frames}x{args.size}x{args.size} "
+         f"-> {args.resolution}x{args.resolution}",
+         jax.value_and_grad(lambda v, r, f: perceptual.perceptual_loss(v, r, f, args.resolution),
+                            argnums=2),
+         (jax.device_put(random_variables()), real, fake), args.clips * args.frames),
+        (f"LPIPS, {args.lpips_batch} frame pairs of {args.size}x{args.size}",
+         lpips.LPIPSNetwork().apply,
+         ({"params": lpips.to_flax_params(lpips.random_weights())}, image_x, image_y),
+         args.lpips_batch),
+    ]
+    builds = [("ours", xla_cpu.jit)]
+    if xla_cpu.compiler_options() is not None:
+        builds.append(("XLA default", jax.jit))
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}")
-    print(f"perceptual loss + grad, {args.clips} clip(s) of {args.frames}x{args.size}x{args.size} "
-          f"-> {args.resolution}x{args.resolution}: compile {compile_s:.1f} s, "
-          f"{seconds * 1e3:.0f} ms/step, {frames / seconds:.1f} frames/s, "
-          f"{float(cost.get('flops', 0.0)) / seconds / 1e9:.1f} GFLOP/s")
+    print(f"{'program':62s} {'build':12s} {'compile s':>9s} {'ms/call':>8s} {'frames/s':>9s} "
+          f"{'GFLOP/s':>8s} {'default/ours':>12s}")
+    for name, fn, fn_args, frames in programs:
+        seconds = {}
+        for build, jit in builds:
+            compile_s, seconds[build], flops = time_program(jit(fn), fn_args, args.iters)
+            ratio = f"{seconds[build] / seconds['ours']:12.2f}" if build != "ours" else ""
+            print(f"{name:62s} {build:12s} {compile_s:9.1f} {seconds[build] * 1e3:8.0f} "
+                  f"{frames / seconds[build]:9.1f} {flops / seconds[build] / 1e9:8.1f} {ratio}")
 
 
 if __name__ == "__main__":

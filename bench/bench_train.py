@@ -232,7 +232,8 @@ def main(argv):
     print("faults, sys s: host page faults and kernel CPU seconds per step (mean); trace s, "
           "compile s: jit(...).lower(...) and .compile() of the part's program, once")
     print(f"*: a training step compiled with its temporaries split into heaps of "
-          f"{xla_cpu.HEAP_BYTES >> 20} MiB (magvit/xla_cpu.py, compile_step)")
+          f"{xla_cpu.HEAP_BYTES >> 20} MiB or of its largest buffer (magvit/xla_cpu.py, "
+          f"compile_step)")
     print("memory: " + ("the device's peak bytes in use so far" if device_peak_bytes() is not None
                         else "XLA's estimate per compiled step (arguments + outputs + temps)"))
     print("targets: CPU tokenizer / transformer training >= 60% of the measured matmul rate; GPU "

@@ -18,17 +18,26 @@ mallocs a program's temporaries as one block when the program starts and frees i
 glibc maps a block over 32 MiB afresh each time, so every step faults its pages in again (the
 tiny transformer step at batch 8: 106 MiB, 28,000 page faults and 0.07 s of kernel time a step).
 A step whose temporaries exceed 32 MiB is compiled a second time with them split into heaps of
-at most HEAP_BYTES (`xla_multiheap_size_constraint_per_heap`), which glibc serves from its
-arenas, and the split build is kept when it needs at most 10% more temporary memory. For that
+at most HEAP_BYTES, or of its largest buffer's size when that is larger
+(`xla_multiheap_size_constraint_per_heap`), which glibc serves from its arenas, and the split
+build is kept when it needs at most 10% more temporary memory. (With 12 MiB heaps, XLA wrote a
+warning for each buffer larger than a heap, 165 lines for the tiny tokenizer step's 14-15 MiB
+buffers; with 15.2 MiB heaps it takes as long and as much memory, and writes none.) For that
 tiny step (107 MiB split), 200 steps in a loop: 86-119 ms a step and 3,000-12,500 faults,
 against 115-144 ms and 28,000 (bench/bench_train.py's `faults` column shows the build in use).
 Large models keep the single block: split, bair_b's tokenizer and transformer steps would grow
 their 2.7 and 2.3 GiB of temporaries to 6.9 and 7.5 GiB, because a buffer larger than a heap
 gets a heap of its own (with 29 MiB heaps: 4.8 and 5.6 GiB, and the steps slowed from 10.4 /
 8.6 s to 16.2 / 15.4 s). README, Benchmarks, has the GLIBC_TUNABLES setting for them.
+A step with a buffer over 32 MiB (bair_b's: up to 102 and 48 MiB) is not compiled a second time
+at all: that buffer's heap would still be mapped afresh each step, and it could share its heap
+with nothing. (The second build cost their first step 11-15 s of compiling and wrote 96,752
+lines of XLA warnings, one per buffer larger than a heap.) The largest buffer is read from the
+compiled program's HLO text (`largest_buffer_bytes`).
 Splitting changes where buffers live, not what is computed.
 """
 import os
+import re
 import warnings
 
 import jax
@@ -58,16 +67,20 @@ def jit(fn, **kwargs):
 
 def compile_step(lowered: jax.stages.Lowered) -> tuple[jax.stages.Compiled, bool]:
     """Compiles a lowered training step; True beside it when its temporaries are split into heaps
-    of HEAP_BYTES: on a CPU, when they exceed MMAP_MAX_BYTES and that costs at most 10% more."""
+    of HEAP_BYTES or of its largest buffer: on a CPU, when they exceed MMAP_MAX_BYTES, no buffer
+    does, and the split costs at most 10% more."""
     compiled = lowered.compile()
     if (jax.default_backend() != "cpu" or _named_in_xla_flags(HEAP_OPTION)
             or _temp_bytes(compiled) <= MMAP_MAX_BYTES):
+        return compiled, False
+    largest = largest_buffer_bytes(compiled.as_text())
+    if largest > MMAP_MAX_BYTES:
         return compiled, False
     with warnings.catch_warnings():
         # XLA cannot serialize a program with several temporary blocks, so JAX's persistent
         # compilation cache (when a user turns it on) skips this build, and says so each time.
         warnings.filterwarnings("ignore", "Error writing persistent compilation cache entry")
-        split = lowered.compile({HEAP_OPTION: HEAP_BYTES})
+        split = lowered.compile({HEAP_OPTION: max(HEAP_BYTES, largest)})
     if _temp_bytes(split) <= MAX_HEAP_GROWTH * _temp_bytes(compiled):
         return split, True
     return compiled, False
@@ -75,6 +88,38 @@ def compile_step(lowered: jax.stages.Lowered) -> tuple[jax.stages.Compiled, bool
 
 def _temp_bytes(compiled) -> int:
     return compiled.memory_analysis().temp_size_in_bytes
+
+
+_ELEMENT_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4,
+                  "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%([\w.\-]+) ")
+_INSTRUCTION = re.compile(r"^\s+(?:ROOT )?%[\w.\-]+ = (.*?) ([a-z][\w\-]*)\(")
+_ARRAY = re.compile(r"\b([a-z]\w*)\[([\d,]*)\]")
+_INLINED = re.compile(r"\b(?:calls|to_apply)=%([\w.\-]+)")
+_NO_BUFFER = {"parameter", "get-tuple-element", "bitcast", "tuple", "constant"}
+
+
+def largest_buffer_bytes(hlo_text: str) -> int:
+    """Bytes of the largest array an optimized HLO module (`Compiled.as_text()`) materialises:
+    the outputs of the instructions of its entry and loop computations, not of the computations
+    fused or applied inside an instruction (`calls=`, `to_apply=`), nor arguments and aliases."""
+    inlined = set(_INLINED.findall(hlo_text))
+    largest, computation = 0, None
+    for line in hlo_text.splitlines():
+        header = _COMPUTATION.match(line)
+        if header:
+            computation = header.group(1)
+            continue
+        instruction = _INSTRUCTION.match(line)
+        if (computation is None or computation in inlined or not instruction
+                or instruction.group(2) in _NO_BUFFER):
+            continue
+        for dtype, dims in _ARRAY.findall(instruction.group(1)):
+            size = _ELEMENT_BYTES.get(dtype, 1)
+            for dim in filter(None, dims.split(",")):
+                size *= int(dim)
+            largest = max(largest, size)
+    return largest
 
 
 def jit_step(fn, **kwargs) -> "StepProgram":

@@ -1,7 +1,7 @@
 """magvit/xla_cpu.py: on a CPU the product's programs compile without YNNPACK fusions, give the
 same results as XLA's defaults up to float rounding, and a user's own XLA_FLAGS setting wins;
 a training step with temporaries over glibc's mmap threshold splits them into heaps when that
-costs little memory, and computes exactly the same."""
+costs little memory and no buffer exceeds the threshold, and computes exactly the same."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,29 +106,89 @@ def test_step_with_temporaries_over_the_mmap_threshold_splits_them_and_computes_
     assert not xla_cpu.compile_step(lowered)[1]
 
 
-def test_step_keeps_one_block_when_splitting_would_grow_its_temporaries():
-    """Two 64 MiB products, one after the other, share one block; heaps of HEAP_BYTES cannot
-    hold a buffer larger than a heap, so split, each product would have its own."""
+def _counting_compiles(monkeypatch) -> list:
+    compiles = []
+    original = jax.stages.Lowered.compile
+    monkeypatch.setattr(jax.stages.Lowered, "compile",
+                        lambda self, *a, **k: compiles.append(a) or original(self, *a, **k))
+    return compiles
+
+
+def test_split_heaps_hold_the_largest_buffer_and_the_split_is_kept_only_within_the_bound(
+        monkeypatch):
+    """Buffers of 16 MiB, over HEAP_BYTES and under glibc's threshold: the split build's heaps are
+    16 MiB, so no buffer needs a heap of its own and the temporaries do not grow (with 12 MiB
+    heaps they grew from 64.5 to 80 MiB). A split over MAX_HEAP_GROWTH is not kept."""
+    def five_products(a, b):
+        first = jnp.max((a @ b) * ((a + 1) @ b) + (a + 2) @ b, axis=0)
+        return first + jnp.max(((a + first[:64]) @ b) * ((a + 3) @ b), axis=0)
+    args = (np.ones((2048, 64), np.float32), np.ones((64, 2048), np.float32))
+    lowered = xla_cpu.jit(five_products).lower(*args)
+    single_program = lowered.compile()
+    single = single_program.memory_analysis().temp_size_in_bytes
+    assert single > xla_cpu.MMAP_MAX_BYTES
+    assert xla_cpu.largest_buffer_bytes(single_program.as_text()) == 16 << 20 > xla_cpu.HEAP_BYTES
+    compiled, is_split = xla_cpu.compile_step(lowered)
+    assert is_split and compiled.memory_analysis().temp_size_in_bytes == single
+    np.testing.assert_array_equal(compiled(*args), single_program(*args))
+    monkeypatch.setattr(xla_cpu, "MAX_HEAP_GROWTH", 0.99)
+    compiles = _counting_compiles(monkeypatch)
+    compiled, is_split = xla_cpu.compile_step(lowered)
+    assert not is_split and len(compiles) == 2      # the split build was made, and not kept
+    assert compiled.memory_analysis().temp_size_in_bytes == single
+
+
+def test_step_with_a_buffer_over_the_mmap_threshold_is_not_split_nor_compiled_twice(monkeypatch):
+    """Two 64 MiB products: split, each would still be mapped afresh every step, so compile_step
+    does not build the split program at all (for bair_b's steps that build took 11-15 s)."""
     def two_products(a, b):
         first = jnp.max(a @ b, axis=0)
         return first + jnp.max((a + first[:64]) @ b, axis=0)
     args = (np.ones((4096, 64), np.float32), np.ones((64, 4096), np.float32))
     lowered = xla_cpu.jit(two_products).lower(*args)
-    single = lowered.compile().memory_analysis().temp_size_in_bytes
-    assert single > xla_cpu.MMAP_MAX_BYTES
-    assert (lowered.compile({xla_cpu.HEAP_OPTION: xla_cpu.HEAP_BYTES}).memory_analysis()
-            .temp_size_in_bytes > xla_cpu.MAX_HEAP_GROWTH * single)
+    single = lowered.compile()
+    assert xla_cpu.largest_buffer_bytes(single.as_text()) == 4096 * 4096 * 4
+    compiles = _counting_compiles(monkeypatch)
     compiled, is_split = xla_cpu.compile_step(lowered)
-    assert not is_split
-    assert compiled.memory_analysis().temp_size_in_bytes == single
+    assert not is_split and len(compiles) == 1
+    assert (compiled.memory_analysis().temp_size_in_bytes
+            == single.memory_analysis().temp_size_in_bytes)
+
+
+_HLO = """HloModule m, is_scheduled=true
+
+%fused_computation (param_0: f32[1024,1024]) -> f32[1024] {
+  %param_0 = f32[1024,1024]{1,0} parameter(0)
+  %big = f32[4096,4096]{1,0} broadcast(%param_0), dimensions={0,1}
+  ROOT %reduce = f32[1024]{0} reduce(%big, %zero), dimensions={1}, to_apply=%add
+}
+
+%body (arg: (s32[], f32[512,512])) -> (s32[], f32[512,512]) {
+  %arg = (s32[], f32[512,512]{1,0}) parameter(0)
+  %gte = f32[512,512]{1,0} get-tuple-element(%arg), index=1
+  %loop_buffer = f32[512,1024]{1,0} fusion(%gte), kind=kLoop, calls=%fused_computation
+  ROOT %t = (s32[], f32[512,512]{1,0}) tuple(%i, %gte)
+}
+
+ENTRY %main (p: f32[2048,2048]) -> (f32[1024], bf16[1024,1024]) {
+  %p = f32[2048,2048]{1,0} parameter(0)
+  %out = (f32[1024]{0}, bf16[1024,1024]{1,0}) fusion(%p), kind=kLoop, calls=%fused_computation
+  %while = (s32[], f32[512,512]{1,0}) while(%init), condition=%cond, body=%body
+  ROOT %r = (f32[1024]{0}, bf16[1024,1024]{1,0}) tuple(%out)
+}
+"""
+
+
+def test_largest_buffer_counts_materialised_arrays_only():
+    # Not the fused broadcast (64 MiB) nor the 16 MiB argument: the loop body's fusion output.
+    assert xla_cpu.largest_buffer_bytes(_HLO) == 512 * 1024 * 4
+    # Without it: the bf16 output of the entry's multi-output fusion.
+    assert xla_cpu.largest_buffer_bytes(_HLO.replace("f32[512,1024]", "s8[16]")) == 1024 * 1024 * 2
 
 
 def test_small_steps_compile_once_per_input_signature(monkeypatch):
     """A step under the threshold compiles once (no second build), and again for new shapes."""
-    compiles = []
-    original = jax.stages.Lowered.compile
-    monkeypatch.setattr(jax.stages.Lowered, "compile",
-                        lambda self, *a, **k: compiles.append(a) or original(self, *a, **k))
+    compiles = _counting_compiles(monkeypatch)
     step = xla_cpu.jit_step(lambda x: x * 2)
     np.testing.assert_array_equal(step(np.arange(3)), [0, 2, 4])
     np.testing.assert_array_equal(step(np.arange(3) + 1), [2, 4, 6])

@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from magvit import cli
+from magvit import cli, xla_cpu
 from magvit.metrics import weight_mapping
 from magvit.metrics.reconstruction import to_unit_range
 
@@ -202,7 +202,9 @@ class LPIPSNetwork(nn.Module):
 
 
 class LPIPS:
-    """LPIPS distances of image pairs with one set of weights, batched and jitted once per size."""
+    """LPIPS distances of image pairs with one set of weights, batched and jitted once per size
+    (`xla_cpu.jit`: on a CPU without XLA's YNNPACK fusions, which run VGG16 slower;
+    bench/bench_perceptual.py measures both builds)."""
 
     def __init__(self, weights: dict[str, np.ndarray], weights_id: str, batch_size: int = 16):
         check_weights(weights, weights_id)
@@ -211,7 +213,7 @@ class LPIPS:
         self.weights_id = weights_id
         self.batch_size = batch_size
         self._params = to_flax_params(weights)
-        self._apply = jax.jit(LPIPSNetwork().apply)
+        self._apply = xla_cpu.jit(LPIPSNetwork().apply)
 
     @classmethod
     def from_file(cls, path: str, batch_size: int = 16) -> "LPIPS":
