@@ -4,20 +4,25 @@ cost analysis):
     with the gradient into the reconstruction, for `--clips` clips;
   * the evaluator's LPIPS (VGG16) distance of `--lpips_batch` frame pairs at the clip size.
 Each is compiled as the project compiles it (`magvit.xla_cpu.jit`) and, on a CPU, also with XLA's
-own defaults (YNNPACK fusions), timed in the same run; the last column is default / ours.
+own defaults (YNNPACK fusions), timed in the same run (best of `--iters` calls after a
+warm-up, bench/timing.py); the last column is default / ours.
 Timing only: the networks have random weights, so the values mean nothing.
 
     PYTHONPATH=. python bench/bench_perceptual.py [--clips=1] [--frames=16] [--size=64] [--iters=2]
 """
 import argparse
+import sys
 import time
 
 import jax
 import numpy as np
 
-from magvit import xla_cpu
-from magvit.metrics import lpips, resnet50
-from magvit.tokenizer import perceptual
+sys.path.insert(0, __file__.rsplit("/", 1)[0])    # bench/timing.py beside it  # local-only
+from timing import compiled_flops, time_calls  # noqa: E402
+
+from magvit import xla_cpu  # noqa: E402
+from magvit.metrics import lpips, resnet50  # noqa: E402
+from magvit.tokenizer import perceptual  # noqa: E402
 
 
 def random_variables(seed: int = 0) -> dict:
@@ -38,18 +43,11 @@ def random_variables(seed: int = 0) -> dict:
 
 
 def time_program(jitted, args, iters: int) -> tuple[float, float, float]:
-    """(compile s, seconds per call, FLOPs per call) of `jitted` on `args`."""
+    """(compile s, best seconds per call, FLOPs per call) of `jitted` on `args`."""
     start = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     compile_s = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    jax.block_until_ready(compiled(*args))
-    start = time.perf_counter()
-    for _ in range(iters):
-        out = compiled(*args)
-    jax.block_until_ready(out)
-    return compile_s, (time.perf_counter() - start) / iters, float(cost.get("flops", 0.0))
+    return compile_s, time_calls(lambda: compiled(*args), iters).seconds, compiled_flops(compiled)
 
 
 def main():
@@ -60,7 +58,7 @@ def main():
     parser.add_argument("--resolution", type=int, default=resnet50.IMAGE_SIZE)
     parser.add_argument("--lpips_batch", type=int, default=16, help="LPIPS frame pairs per call "
                         "(the evaluator's default batch)")
-    parser.add_argument("--iters", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=2, help="timed calls (best is printed)")
     args = parser.parse_args()
     shape = (args.clips, args.frames, args.size, args.size, 3)
     real = jax.random.uniform(jax.random.PRNGKey(0), shape)

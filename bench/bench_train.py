@@ -29,7 +29,7 @@ from absl import app, flags
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])    # bench/peaks.py, timing.py beside it  # local-only
 import peaks  # noqa: E402
-from timing import time_calls  # noqa: E402
+from timing import compiled_flops, time_calls  # noqa: E402
 
 from magvit import precision, xla_cpu  # noqa: E402
 from magvit.configs.flags import define_config_flag, normalize_argv  # noqa: E402
@@ -50,12 +50,6 @@ flags.DEFINE_integer("iters", 3, "Timed calls per part (after one compiling warm
 flags.DEFINE_list("parts", list(PARTS), f"Which of {', '.join(PARTS)}.")
 flags.DEFINE_bool("gan", False, "Time the tokenizer's GAN step (generator + discriminator).")
 FLAGS = flags.FLAGS
-
-
-def compiled_flops(compiled) -> float:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float((cost or {}).get("flops", 0.0))
 
 
 def compiled_bytes(compiled) -> int:

@@ -1,4 +1,5 @@
-"""Step timing for the benchmarks: best wall time, and what the host kernel did per step."""
+"""Step timing for the benchmarks: best wall time, what the host kernel did per step, and the
+FLOPs XLA's cost analysis gives a compiled program."""
 import dataclasses
 import os
 import resource
@@ -27,3 +28,10 @@ def time_calls(call, iters: int) -> Timing:
         best = min(best, time.perf_counter() - start)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     return Timing(best, faults / iters, (os.times().system - system) / iters)
+
+
+def compiled_flops(compiled) -> float:
+    """FLOPs per call of a compiled program, from XLA's cost analysis (0 when it has none)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", 0.0))
