@@ -4,7 +4,8 @@
         [--batch=1] [--iters=3] [--parts=tokenizer_train,transformer_train,decode,autoregressive]
 
 Per part: step time (best of `iters` after a compiling warm-up), clips/s or tokens/s, model FLOPs
-per step (XLA's cost analysis of the compiled step), achieved FLOP/s, MFU against the device's
+per step (XLA's cost analysis of the compiled step; for transformer training, of the step without
+dropout, whose random-bit hashing XLA counts as FLOPs), achieved FLOP/s, MFU against the device's
 peak (bench/peaks.py: the vendor's dense bf16 / tf32 figure on a GPU or TPU, the matmul rate
 measured in the same run on a CPU), peak memory (the device's peak bytes in use where it reports
 them, else XLA's estimate of the compiled step: arguments + outputs + temporaries), the host's
@@ -161,10 +162,21 @@ def transformer_parts(config, batch: int):
         one = jax.jit(apply).lower(params, cache, prefix[:, :1]).compile()
         return compiled_flops(first) + (n - 1) * compiled_flops(one)
 
+    def train_flops():
+        """The step's FLOPs without dropout: the model's arithmetic, less the integer hashing
+        that draws the dropout masks (which XLA's cost analysis counts as FLOPs: 65 of 718
+        GFLOP at bair_b, batch 1)."""
+        plain = tc.copy_and_resolve_references()
+        plain.model.dropout_rate = plain.model.attention_dropout_rate = 0.0
+        model = build_model(plain, vocab.size, length)
+        plain_step = make_train_step(model, optimizer, plain, vocab.codebook_size, vocab.mask_id)
+        return compiled_flops(plain_step.lower(state, train_batch).compile())
+
     key = jax.random.PRNGKey(0)
     return n, {
         "transformer_train": lambda: Part("transformer train", step, (state, train_batch),
-                                          batch * n, "tokens/s", donate_state=True),
+                                          batch * n, "tokens/s", flops=train_flops(),
+                                          donate_state=True),
         "decode": lambda: Part(f"MAGVIT {tc.decoding.num_steps}-step decode", magvit,
                                (params, key), batch, "clips/s", flops=decode_flops()),
         "autoregressive": lambda: Part(f"autoregressive {n}-step", ar, (params, key), batch,

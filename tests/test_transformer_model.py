@@ -128,27 +128,33 @@ def test_attention_is_bidirectional_and_dropout_only_in_training():
     assert not np.allclose(before, dropped)
 
 
-def test_dropout_keeps_each_element_with_the_rate_from_16_random_bits():
-    """The transformer's Dropout: two elements per 32-bit word, yet each kept independently with
-    probability 1 - rate (to 2^-16), kept values scaled so the mean is unchanged, identity when
-    deterministic, a new mask per rng."""
+def test_dropout_is_flax_dropout_bit_for_bit():
+    """The transformer's Dropout is flax's nn.Dropout (the official code's): the same kept
+    elements and scaled values for the same rng, in float32 and bfloat16, for raw and typed keys;
+    the identity when deterministic; a new mask per rng; all zeros at rate 1."""
+    import flax.linen as nn
     from magvit.transformer.model import Dropout
-    x = jnp.ones((999, 1001))                       # an odd size: the last word's half unused
-    layer = Dropout(0.1)
-    out = np.asarray(layer.apply({}, x, False, rngs={"dropout": jax.random.PRNGKey(0)}))
+    for shape in ((999, 1001), (1, 12, 65, 65), (3,)):
+        x = jax.random.normal(jax.random.PRNGKey(3), shape)
+        for rate in (0.1, 0.5):
+            for dtype in (jnp.float32, jnp.bfloat16):
+                for key in (jax.random.PRNGKey(0), jax.random.key(9)):
+                    ours = Dropout(rate).apply({}, x.astype(dtype), False, rngs={"dropout": key})
+                    flax = nn.Dropout(rate).apply({}, x.astype(dtype), False,
+                                                  rngs={"dropout": key})
+                    assert ours.dtype == flax.dtype == dtype
+                    np.testing.assert_array_equal(np.asarray(ours, np.float32),
+                                                  np.asarray(flax, np.float32))
+    x = jnp.ones((999, 1001))
+    out = np.asarray(Dropout(0.1).apply({}, x, False, rngs={"dropout": jax.random.PRNGKey(0)}))
     kept = out != 0
-    half = (x.size + 1) // 2                       # element i and i + half share a word
-    flat = kept.reshape(-1)
-    for share in (kept.mean(), flat[:half].mean(), flat[half:].mean()):
-        assert share == pytest.approx(58982 / 65536, abs=0.002)
-    both = (flat[:x.size - half] & flat[half:]).mean()
-    assert both == pytest.approx((58982 / 65536) ** 2, abs=0.002)    # independent halves
-    np.testing.assert_allclose(out[kept], 65536 / 58982, rtol=1e-6)
-    assert out.mean() == pytest.approx(1.0, abs=0.003)
-    other = np.asarray(layer.apply({}, x, False, rngs={"dropout": jax.random.PRNGKey(1)}))
+    assert kept.mean() == pytest.approx(0.9, abs=0.002)
+    np.testing.assert_allclose(out[kept], 1 / 0.9, rtol=1e-6)
+    other = np.asarray(Dropout(0.1).apply({}, x, False, rngs={"dropout": jax.random.PRNGKey(1)}))
     assert ((other != 0) != kept).mean() > 0.1
-    np.testing.assert_array_equal(layer.apply({}, x, True), x)
-    assert not np.asarray(Dropout(1.0).apply({}, x, False, rngs={"dropout": jax.random.PRNGKey(0)})).any()
+    np.testing.assert_array_equal(Dropout(0.1).apply({}, x, True), x)
+    assert not np.asarray(Dropout(1.0).apply({}, x, False,
+                                             rngs={"dropout": jax.random.PRNGKey(0)})).any()
 
 
 def test_optimizer_decays_kernels_only_and_train_step_learns_a_fixed_batch():

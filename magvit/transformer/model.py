@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from magvit import precision
+from magvit import precision, random_bits
 
 _init = nn.initializers.truncated_normal(stddev=0.02)  # +-2 sigma
 
@@ -64,23 +64,21 @@ def attend_with_dropout(q, k, v, mask, causal: bool, dropout):
 
 
 class Dropout(nn.Module):
-    """Inverted dropout (as flax's nn.Dropout) whose keep mask takes 16 random bits per element:
-    each 32-bit word drawn serves two elements, so the mask costs half the PRNG work, which is
-    most of what attention dropout costs on a CPU. An element is kept with probability
-    round((1 - rate) * 2^16) / 2^16 (0.899994 for rate 0.1) and scaled by its inverse."""
+    """flax's nn.Dropout, as the official code uses it: the same keep mask, bit for bit
+    (jax.random.bernoulli's), and the same scaling, with the mask's random words hashed in one
+    fused loop (magvit/random_bits.py) instead of JAX's CPU while loop: on 2 CPU cores the bair_b
+    training step takes 6.6 s instead of 9.2 s with flax's own (README, Benchmarks)."""
     rate: float
 
     @nn.compact
     def __call__(self, x, deterministic: bool):
         if deterministic or self.rate == 0.0:
             return x
-        threshold = round((1.0 - self.rate) * 65536)
-        if threshold == 0:
+        if self.rate == 1.0:
             return jnp.zeros_like(x)
-        words = jax.random.bits(self.make_rng("dropout"), ((x.size + 1) // 2,), jnp.uint32)
-        halves = jnp.concatenate([words & 0xFFFF, words >> 16])[:x.size].reshape(x.shape)
-        scale = jnp.asarray(65536 / threshold, x.dtype)
-        return jnp.where(halves < threshold, x * scale, jnp.zeros_like(x))
+        keep = 1.0 - self.rate
+        kept = random_bits.bernoulli(self.make_rng("dropout"), keep, x.shape)
+        return jax.lax.select(kept, x / keep, jnp.zeros_like(x))
 
 
 def attention_implementation(name: str, dtype) -> str | None:
