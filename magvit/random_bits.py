@@ -25,10 +25,27 @@ _PARITY = np.uint32(0x1BD11BDA)                      # Threefish's key-schedule 
 def uint32_bits(key, n: int) -> jnp.ndarray:
     """uint32 [n]: jax.random.bits(key, (n,), jnp.uint32), computed without a loop where the
     generator is JAX's default threefry (a raw uint32[2] key or a typed threefry key)."""
-    words = _threefry_key_words(key)
-    if words is None or n >= 2 ** 32:
+    words = _fusable_key_words(key, n)
+    if words is None:
         return jax.random.bits(key, (n,), jnp.uint32)
-    k0, k1 = words[0], words[1]
+    return _threefry_words(words, n)
+
+
+def bernoulli(key, p: float, shape) -> jnp.ndarray:
+    """bool `shape`: jax.random.bernoulli(key, p, shape), True with probability p (a float)."""
+    n = int(np.prod(shape))
+    words = _fusable_key_words(key, n)
+    if words is None:
+        return jax.random.bernoulli(key, p, shape)
+    mantissa = (_threefry_words(words, n) >> np.uint32(9)) | np.uint32(0x3F800000)  # [1, 2)
+    uniform = jax.lax.bitcast_convert_type(mantissa, jnp.float32) - np.float32(1.0)
+    return (uniform < np.float32(p)).reshape(shape)
+
+
+def _threefry_words(key_words, n: int) -> jnp.ndarray:
+    """Word i of JAX's partitionable threefry: Threefry-2x32 of the counter pair (0, i) under
+    the key words (k0, k1), its two outputs xor-ed."""
+    k0, k1 = key_words[0], key_words[1]
     schedule = (k0, k1, k0 ^ k1 ^ _PARITY)
     x0 = jnp.full((n,), k0, jnp.uint32)                  # the counter's high word, 0, plus k0
     x1 = jax.lax.iota(jnp.uint32, n) + k1                 # its low word, i, plus k1
@@ -41,19 +58,11 @@ def uint32_bits(key, n: int) -> jnp.ndarray:
     return x0 ^ x1
 
 
-def bernoulli(key, p: float, shape) -> jnp.ndarray:
-    """bool `shape`: jax.random.bernoulli(key, p, shape), True with probability p (a float)."""
-    n = int(np.prod(shape))
-    if _threefry_key_words(key) is None or n >= 2 ** 32:
-        return jax.random.bernoulli(key, p, shape)
-    mantissa = (uint32_bits(key, n) >> np.uint32(9)) | np.uint32(0x3F800000)     # [1, 2)
-    uniform = jax.lax.bitcast_convert_type(mantissa, jnp.float32) - np.float32(1.0)
-    return (uniform < np.float32(p)).reshape(shape)
-
-
-def _threefry_key_words(key):
-    """The uint32[2] words of a threefry key under JAX's partitionable scheme, else None."""
-    if not jax.config.jax_threefry_partitionable or jax.config.jax_enable_x64:
+def _fusable_key_words(key, n: int):
+    """The uint32[2] words of a threefry key under JAX's partitionable scheme, for fewer than
+    2**32 words; None where JAX's own functions must draw them."""
+    if (n >= 2 ** 32 or not jax.config.jax_threefry_partitionable
+            or jax.config.jax_enable_x64):
         return None
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if str(jax.random.key_impl(key)) != "threefry2x32" or key.shape:

@@ -36,16 +36,17 @@ def test_bernoulli_equals_jax_random_bernoulli(name):
 
 
 def test_other_generators_and_settings_fall_back_to_jax():
-    assert random_bits._threefry_key_words(KEYS["rbg"]) is None
-    assert random_bits._threefry_key_words(jnp.zeros(4, jnp.uint32)) is None   # a raw rbg key
-    np.testing.assert_array_equal(random_bits._threefry_key_words(KEYS["typed"]),
+    assert random_bits._fusable_key_words(KEYS["rbg"], 99) is None
+    assert random_bits._fusable_key_words(jnp.zeros(4, jnp.uint32), 99) is None   # a raw rbg key
+    assert random_bits._fusable_key_words(KEYS["raw"], 2 ** 32) is None   # counters past 32 bits
+    np.testing.assert_array_equal(random_bits._fusable_key_words(KEYS["typed"], 99),
                                   jax.random.key_data(KEYS["typed"]))
     with jax.enable_x64(True):
-        assert random_bits._threefry_key_words(KEYS["raw"]) is None
+        assert random_bits._fusable_key_words(KEYS["raw"], 99) is None
         np.testing.assert_array_equal(random_bits.bernoulli(KEYS["raw"], 0.5, (99,)),
                                       jax.random.bernoulli(KEYS["raw"], 0.5, (99,)))
     with jax.threefry_partitionable(False):
-        assert random_bits._threefry_key_words(KEYS["raw"]) is None
+        assert random_bits._fusable_key_words(KEYS["raw"], 99) is None
         np.testing.assert_array_equal(random_bits.uint32_bits(KEYS["raw"], 99),
                                       jax.random.bits(KEYS["raw"], (99,), jnp.uint32))
 
