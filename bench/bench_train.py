@@ -32,7 +32,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])    # bench/peaks.py, timing.py be
 import peaks  # noqa: E402
 from timing import compiled_flops, time_calls  # noqa: E402
 
-from magvit import precision, xla_cpu  # noqa: E402
+from magvit import host_memory, precision, xla_cpu  # noqa: E402
 from magvit.configs.flags import define_config_flag, normalize_argv  # noqa: E402
 from magvit.tokenizer.model import VQModel, grid_shape  # noqa: E402
 from magvit.tokenizer.train_step import Models, to_unit, train_step  # noqa: E402
@@ -186,6 +186,7 @@ def transformer_parts(config, batch: int):
 
 def main(argv):
     del argv
+    host_memory.dispatch_on_calling_thread()   # as the trainers run their steps
     config = _CONFIG.value
     for section in (config.tokenizer, config.transformer):
         if FLAGS.dtype is not None:

@@ -17,8 +17,8 @@ class Timing:
 
 def time_calls(call, iters: int) -> Timing:
     """Times `iters` calls of `call()` after one warm-up. On a CPU, XLA allocates each program's
-    temporary buffer when it starts and glibc maps it afresh: the page faults and system time
-    show what that costs per step (README, Benchmarks)."""
+    temporary buffer when it starts, and glibc maps a large one afresh unless malloc keeps it
+    (magvit/host_memory.py): the page faults and system time show what that costs per step."""
     jax.block_until_ready(call())
     best = float("inf")
     faults, system = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, os.times().system

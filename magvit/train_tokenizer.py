@@ -26,8 +26,8 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from magvit import (checkpoints, cli, data, distributed, image_data, remote, train_utils,
-                    xla_cpu)
+from magvit import (checkpoints, cli, data, distributed, host_memory, image_data, remote,
+                    train_utils, xla_cpu)
 from magvit.configs.flags import check_steps
 from magvit.metrics import reconstruction
 from magvit.tokenizer import inflation
@@ -240,6 +240,7 @@ def _main(fv: flags.FlagValues, _) -> None:
         raise cli.UsageError(f"--data is required (the clip TFRecords to train on) unless "
                              f"--{image_data.FLAG} names a folder of images:\n  --data: "
                              f"{fv['data'].help}")
+    host_memory.dispatch_on_calling_thread()   # before JAX starts: large CPU steps keep memory
     distributed.initialize()   # multi-host jobs (Vertex AI, SLURM, TPU pods); no-op alone
     result = train(fv.config, fv.data, fv.workdir, fv.eval_data)
     print(json.dumps(result, indent=2, sort_keys=True))

@@ -17,7 +17,7 @@ import sys
 import jax
 import numpy as np
 
-from magvit import checkpoints, cli, distributed, train_utils
+from magvit import checkpoints, cli, distributed, host_memory, train_utils
 from magvit.configs.flags import check_steps
 from magvit.token_data import describe, token_iterator
 from magvit.transformer import conditions, decoding, tasks as task_lib
@@ -215,6 +215,7 @@ def _define_flags(fv) -> None:
 
 
 def _main(fv, _) -> None:
+    host_memory.dispatch_on_calling_thread()   # before JAX starts: large CPU steps keep memory
     distributed.initialize()   # multi-host jobs (Vertex AI, SLURM, TPU pods); no-op alone
     result = train(fv.config, fv.data, fv.tokenizer, fv.workdir)
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -28,7 +28,8 @@ against 115-144 ms and 28,000 (bench/bench_train.py's `faults` column shows the 
 Large models keep the single block: split, bair_b's tokenizer and transformer steps would grow
 their 2.7 and 2.3 GiB of temporaries to 6.9 and 7.5 GiB, because a buffer larger than a heap
 gets a heap of its own (with 29 MiB heaps: 4.8 and 5.6 GiB, and the steps slowed from 10.4 /
-8.6 s to 16.2 / 15.4 s). README, Benchmarks, has the GLIBC_TUNABLES setting for them.
+8.6 s to 16.2 / 15.4 s). Their block is kept from step to step by
+`host_memory.keep_freed_memory`, which `compile_step` calls for them.
 A step with a buffer over 32 MiB (bair_b's: up to 102 and 48 MiB) is not compiled a second time
 at all: that buffer's heap would still be mapped afresh each step, and it could share its heap
 with nothing. (The second build cost their first step 11-15 s of compiling and wrote 96,752
@@ -41,6 +42,8 @@ import re
 import warnings
 
 import jax
+
+from magvit import host_memory
 
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
 HEAP_OPTION = "xla_multiheap_size_constraint_per_heap"
@@ -68,13 +71,15 @@ def jit(fn, **kwargs):
 def compile_step(lowered: jax.stages.Lowered) -> tuple[jax.stages.Compiled, bool]:
     """Compiles a lowered training step; True beside it when its temporaries are split into heaps
     of HEAP_BYTES or of its largest buffer: on a CPU, when they exceed MMAP_MAX_BYTES, no buffer
-    does, and the split costs at most 10% more."""
+    does, and the split costs at most 10% more. A CPU step that keeps more than MMAP_MAX_BYTES
+    of temporaries in one block has malloc keep freed memory (`host_memory.keep_freed_memory`)."""
     compiled = lowered.compile()
     if (jax.default_backend() != "cpu" or _named_in_xla_flags(HEAP_OPTION)
             or _temp_bytes(compiled) <= MMAP_MAX_BYTES):
         return compiled, False
     largest = largest_buffer_bytes(compiled.as_text())
     if largest > MMAP_MAX_BYTES:
+        host_memory.keep_freed_memory()
         return compiled, False
     with warnings.catch_warnings():
         # XLA cannot serialize a program with several temporary blocks, so JAX's persistent
@@ -83,6 +88,7 @@ def compile_step(lowered: jax.stages.Lowered) -> tuple[jax.stages.Compiled, bool
         split = lowered.compile({HEAP_OPTION: max(HEAP_BYTES, largest)})
     if _temp_bytes(split) <= MAX_HEAP_GROWTH * _temp_bytes(compiled):
         return split, True
+    host_memory.keep_freed_memory()
     return compiled, False
 
 

@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from components import (config_param, evaluator, pretokenizer, resources, run_guard, summary,
                         tokenizer_trainer, transformer_trainer, video_example_gen)
-from magvit import remote
+from magvit import host_memory, remote
 from magvit.configs import NAMES
 from magvit.configs.dataset import DATASET_NAMES, dataset_config
 from magvit.configs.flags import config_path, normalize_argv, unknown_field_message
@@ -370,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.config.dataset.name}, root {args.pipeline_root}, Beam {' '.join(args.beam_args) or '(defaults)'}",
           file=sys.stderr)
     run_id = new_run_id()
+    host_memory.dispatch_on_calling_thread()   # before JAX starts (the trainers run in-process)
     try:
         metadata_path = run_local(args, run_id)
     except run_guard.RunInProgress as e:
