@@ -84,7 +84,10 @@ class Part:
         self.compile_seconds = time.perf_counter() - start
         self.flops = compiled_flops(self.compiled) if flops is None else flops
         self.memory = compiled_bytes(self.compiled)
-        self.args = list(args)
+        # on the device before the first call, as the trainers' shard_batch leaves their batches:
+        # a CPU program called while a numpy argument is still being copied in would be queued
+        # to a pool thread (magvit/host_memory.py)
+        self.args = list(host_memory.inputs_ready(jax.device_put(list(args))))
         self.threads_state = donate_state
 
     def call(self):

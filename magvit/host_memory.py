@@ -15,7 +15,10 @@ together keep the block in the process from one step to the next:
   creates its CPU client: the trainers', the pipeline's and bench_train.py's entry points call
   it first. Python then waits for each step before it fetches the next batch (tf.data still
   prepares batches on threads of its own); README command 1 was not slower for it (431 and
-  426 s against 454 and 493 s, run in alternation on 2 cores).
+  426 s against 454 and 493 s, run in alternation on 2 cores). A program whose inputs are
+  still being copied in is queued to a pool thread all the same, and so is every step after it
+  (each waits for the one before): `inputs_ready` waits for a batch's copy first, and
+  `train_utils.shard_batch` calls it.
 - `keep_freed_memory()`: malloc options M_MMAP_MAX = 0 (large blocks come from the arena, not
   from mappings of their own) and M_TRIM_THRESHOLD -1 (freed memory is never handed
   back to the system). `xla_cpu.compile_step` calls it when a step compiled for the CPU keeps
@@ -48,6 +51,18 @@ def dispatch_on_calling_thread() -> bool:
     if ASYNC_DISPATCH_ENV not in os.environ:
         jax.config.update(_ASYNC_OPTION, False)
     return not jax.config.read(_ASYNC_OPTION)
+
+
+def inputs_ready(tree):
+    """`tree` (jax.Arrays) once its host-to-device copies are done, when single-device CPU
+    programs run on the calling thread; at once otherwise (an accelerator overlaps the copy with
+    the step before). JAX copies a numpy array over 100 KB in on a pool thread, and a program
+    called before the copy is done is queued to a pool thread instead of running on this one."""
+    leaves = jax.tree.leaves(tree)
+    if (leaves and not jax.config.read(_ASYNC_OPTION)
+            and all(d.platform == "cpu" for leaf in leaves for d in leaf.devices())):
+        jax.block_until_ready(tree)
+    return tree
 
 
 def _glibc_malloc_tuned_by_user() -> bool:

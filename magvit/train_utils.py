@@ -18,6 +18,8 @@ import optax
 import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from magvit import host_memory
+
 DATA_AXIS = "data"
 
 
@@ -46,10 +48,11 @@ def check_batch_size(batch_size: int, mesh: Mesh, flag: str = "batch_size") -> N
 
 
 def shard_batch(batch, mesh: Mesh):
-    """Global jax.Arrays split along axis 0 from this process's numpy batch (a pytree)."""
+    """Global jax.Arrays split along axis 0 from this process's numpy batch (a pytree), copied
+    in before a CPU step runs on the calling thread (host_memory.inputs_ready)."""
     sharding = batch_sharding(mesh)
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-                        batch)
+    return host_memory.inputs_ready(jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch))
 
 
 def run_once(fn, *args):
