@@ -50,6 +50,10 @@ def dispatch_on_calling_thread() -> bool:
     JAX computation: the setting is read when JAX creates its CPU client."""
     if ASYNC_DISPATCH_ENV not in os.environ:
         jax.config.update(_ASYNC_OPTION, False)
+    return _on_calling_thread()
+
+
+def _on_calling_thread() -> bool:
     return not jax.config.read(_ASYNC_OPTION)
 
 
@@ -59,7 +63,7 @@ def inputs_ready(tree):
     the step before). JAX copies a numpy array over 100 KB in on a pool thread, and a program
     called before the copy is done is queued to a pool thread instead of running on this one."""
     leaves = jax.tree.leaves(tree)
-    if (leaves and not jax.config.read(_ASYNC_OPTION)
+    if (leaves and _on_calling_thread()
             and all(d.platform == "cpu" for leaf in leaves for d in leaf.devices())):
         jax.block_until_ready(tree)
     return tree
@@ -83,5 +87,4 @@ def keep_freed_memory() -> bool:
 
 def _applies() -> bool:
     return (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-            and not _glibc_malloc_tuned_by_user()
-            and not jax.config.read(_ASYNC_OPTION))
+            and not _glibc_malloc_tuned_by_user() and _on_calling_thread())
